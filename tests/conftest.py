@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.daskproc import SchedulerProcess, start_scheduler
+
+
+@pytest.fixture
+def dask_scheduler_factory(tmp_path: Path) -> Iterator[Callable[..., SchedulerProcess]]:
+    """Start real Dask schedulers (HTTP API enabled); all are stopped at teardown."""
+    started: list[SchedulerProcess] = []
+
+    def start(*, api: bool = True) -> SchedulerProcess:
+        scheduler = start_scheduler(tmp_path, api=api)
+        started.append(scheduler)
+        return scheduler
+
+    yield start
+    for scheduler in started:
+        scheduler.stop()
+
+
+@pytest.fixture
+def dask_scheduler(dask_scheduler_factory: Callable[..., SchedulerProcess]) -> SchedulerProcess:
+    return dask_scheduler_factory()
