@@ -155,13 +155,16 @@ class SchedulerAPI:
             raise TransientBackendError(f"{method} {url} failed: {exc!r}") from exc
         except httpx.HTTPError as exc:
             raise BackendError(f"{method} {url} failed: {exc!r}") from exc
-        status = response.status_code
-        if status == 429 or status >= 500:
-            raise TransientBackendError(f"{method} {url} answered {status}")
-        if status == 404 and path.startswith("/api/"):
-            raise BackendError(f"{method} {url} answered 404: {API_HINT}")
-        if status >= 400:
-            raise BackendError(f"{method} {url} answered {status}")
+        try:
+            response.raise_for_status()
+        except httpx.HTTPStatusError as exc:
+            status = response.status_code
+            problem = f"{method} {url} answered {status}"
+            if status == 429 or status >= 500:
+                raise TransientBackendError(problem) from exc
+            if status == 404 and path.startswith("/api/"):
+                raise BackendError(f"{problem}: {API_HINT}") from exc
+            raise BackendError(problem) from exc
         try:
             return json.loads(response.content)
         except ValueError as exc:
