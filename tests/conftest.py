@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+pytest_plugins = ["tests.db_fixtures"]
+
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
