@@ -1,4 +1,5 @@
-"""Databases for tests: a fresh SQLite file, or a fresh schema in a private PostgreSQL database.
+"""Databases for tests: a fresh SQLite file, or a fresh schema in a private PostgreSQL database;
+and the REST API over each (``api``: an httpx client in the process, admin token).
 
 The PostgreSQL server is ``AUTOSCALER_TEST_POSTGRES_URL`` (default: the local ``test`` database,
 trust auth). Each test session creates its own database ``autoscaler_test_<random>`` (other
@@ -10,15 +11,20 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import OperationalError
 
+from autoscaler.api import API_PREFIX, create_app
+from autoscaler.settings import Settings
 from autoscaler.store import Store
 
+ADMIN_TOKEN = "test-admin-token"
 POSTGRES_URL = os.environ.get(
     "AUTOSCALER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -84,3 +90,42 @@ def store(database_url: str) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture
+def api_settings() -> Settings:
+    return Settings(admin_token=ADMIN_TOKEN, scheduler_url_allowlist=["*"])
+
+
+@pytest.fixture
+def api_app(api_settings: Settings, store: Store) -> FastAPI:
+    return create_app(api_settings, store)
+
+
+ClientFactory = Callable[[str | None], httpx.AsyncClient]
+
+
+@pytest.fixture
+async def api_client_factory(api_app: FastAPI) -> AsyncIterator[ClientFactory]:
+    """Clients of ``/api/v1`` in this process, with a bearer token (or none); all closed."""
+    clients: list[httpx.AsyncClient] = []
+
+    def client(token: str | None) -> httpx.AsyncClient:
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        new = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=api_app),
+            base_url=f"http://testserver{API_PREFIX}",
+            headers=headers,
+        )
+        clients.append(new)
+        return new
+
+    yield client
+    for each in clients:
+        await each.aclose()
+
+
+@pytest.fixture
+def api(api_client_factory: ClientFactory) -> httpx.AsyncClient:
+    """An admin client of ``/api/v1``."""
+    return api_client_factory(ADMIN_TOKEN)

@@ -1,0 +1,104 @@
+"""The FastAPI application: ``create_app(settings, store)``.
+
+Domain errors are translated to HTTP answers in one place (``_domain_error``); routes never
+raise ``HTTPException`` (only authentication, at the edge, answers 401).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from autoscaler.api.deps import StoreDep, authenticate
+from autoscaler.api.routes import allocations, clusters, pool, tokens
+from autoscaler.api.schemas import Problem
+from autoscaler.errors import AutoscalerError, ConfigError, Conflict, Forbidden, NotFound
+from autoscaler.settings import Settings
+from autoscaler.store import Store
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 1 << 20
+
+_STATUS: tuple[tuple[type[AutoscalerError], int], ...] = (
+    (NotFound, 404),
+    (Conflict, 409),
+    (Forbidden, 403),
+    (ConfigError, 422),
+)
+
+
+def create_app(settings: Settings, store: Store) -> FastAPI:
+    """The REST API over ``store``; ConfigError without an admin token unless ``insecure``."""
+    if settings.admin_token is None:
+        if not settings.insecure:
+            raise ConfigError(
+                "no admin token: set AUTOSCALER_ADMIN_TOKEN (or --admin-token), "
+                "or pass --insecure to let every request act as admin"
+            )
+        log.warning(
+            "INSECURE: no admin token is configured; EVERY REQUEST ACTS AS ADMIN. "
+            "Set AUTOSCALER_ADMIN_TOKEN outside development."
+        )
+    app = FastAPI(
+        title="Dask fair-share autoscaler",
+        version="1",
+        description="Registers Dask clusters and shares one pool among them (DRF).",
+    )
+    app.state.settings = settings
+    app.state.store = store
+
+    api = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(authenticate)],
+        responses={401: {"model": Problem, "description": "Missing or invalid token"}},
+    )
+    for module in (clusters, pool, allocations, tokens):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], response_model=None)
+    app.add_exception_handler(AutoscalerError, _domain_error)
+    app.add_middleware(_BodyLimit)
+    return app
+
+
+def healthz(store: StoreDep) -> dict[str, str] | JSONResponse:
+    """Liveness and database reachability; no token needed."""
+    try:
+        store.ping()
+    except SQLAlchemyError:
+        log.exception("health check: database unreachable")
+        return JSONResponse({"status": "database unreachable"}, status_code=503)
+    return {"status": "ok"}
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
+    for kind, status in _STATUS:
+        if isinstance(exc, kind):
+            if status == 422:  # the shape of FastAPI's own validation errors
+                error = {"type": "value_error", "loc": ["body"], "msg": str(exc)}
+                return JSONResponse({"detail": [error]}, status_code=422)
+            return JSONResponse({"detail": str(exc)}, status_code=status)
+    log.error("unhandled domain error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
+
+
+class _BodyLimit:
+    """413 for a request whose declared body is larger than ``MAX_BODY_BYTES``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if length.isdigit() and int(length) > MAX_BODY_BYTES:
+                response = JSONResponse({"detail": "request body too large"}, status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
