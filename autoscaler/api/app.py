@@ -56,7 +56,11 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     api = APIRouter(
         prefix=API_PREFIX,
         dependencies=[Depends(authenticate)],
-        responses={401: {"model": Problem, "description": "Missing or invalid token"}},
+        responses={
+            400: {"model": Problem, "description": "A body that is not JSON"},
+            401: {"model": Problem, "description": "Missing or invalid token"},
+            413: {"model": Problem, "description": "A body larger than 1 MiB"},
+        },
     )
     for module in (clusters, pool, allocations, tokens):
         api.include_router(module.router)
