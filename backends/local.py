@@ -39,6 +39,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import quote, unquote, urlsplit
 
 import httpx
@@ -92,6 +93,7 @@ class WorkerRecord:
     scheduler_address: str
     scheduler_url: str
     started_at: float  # unix seconds
+    boot_id: str = ""  # pids and start times only mean something within one boot
 
 
 def _proc_stat(pid: int) -> tuple[str, int] | None:
@@ -104,7 +106,20 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return fields[0], int(fields[19])
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+BOOT_ID = _boot_id()
+
+
 def _alive(record: WorkerRecord) -> bool:
+    """Is the recorded process running: same pid, start time and boot, and not a zombie?"""
+    if record.boot_id != BOOT_ID:
+        return False
     stat = _proc_stat(record.pid)
     if stat is None or stat[1] != record.start_time:
         return False
@@ -183,8 +198,7 @@ class LocalBackend(Backend):
             return await super().scale(cluster, target)
 
     async def _start_workers(self, cluster: ClusterSpec, count: int) -> tuple[str, ...]:
-        options = self.parse_options(cluster.backend_options)
-        assert isinstance(options, LocalOptions)
+        options = cast(LocalOptions, self.parse_options(cluster.backend_options))
         await asyncio.to_thread(self._records, cluster.name)  # learn the sequence numbers
         names = []
         for _ in range(count):
@@ -229,14 +243,14 @@ class LocalBackend(Backend):
             scheduler_address=options.scheduler_address,
             scheduler_url=cluster.scheduler_url,
             started_at=time.time(),
+            boot_id=BOOT_ID,
         )
         self._write(record)
         log.info("started worker %s (pid %d), log in %s", name, pid, log_path)
         return record
 
     async def _remove_workers(self, cluster: ClusterSpec, names: tuple[str, ...]) -> None:
-        options = self.parse_options(cluster.backend_options)
-        assert isinstance(options, LocalOptions)
+        options = cast(LocalOptions, self.parse_options(cluster.backend_options))
         records = await asyncio.to_thread(self._records, cluster.name)
         wanted = set(names)
         await asyncio.gather(

@@ -88,7 +88,7 @@ async def test_only_what_the_scheduler_retired_is_removed(
     keep = fake_scheduler.workers["c-2"]
 
     def partial(asked: list[str]) -> dict[str, object]:
-        retired = {a: {} for a in asked if a != keep}
+        retired: dict[str, object] = {a: {} for a in asked if a != keep}
         fake_scheduler.workers = {n: a for n, a in fake_scheduler.workers.items() if a != keep}
         fake_scheduler.workers["c-2"] = keep
         return retired

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -22,8 +23,9 @@ from autoscaler.domain import ClusterSpec
 from autoscaler.errors import ConfigError, TransientBackendError
 from autoscaler.settings import Settings
 from backends import registry
-from backends.local import LocalBackend, WorkerRecord, _alive, _proc_stat
+from backends.local import BOOT_ID, LocalBackend, WorkerRecord, _alive, _proc_stat
 from tests.daskproc import SchedulerProcess
+from tests.test_retire import FakeScheduler, fake_scheduler  # noqa: F401 - fixture
 
 MEMORY = 700_000_000
 
@@ -112,6 +114,29 @@ async def test_scale_up_then_down_keeps_every_result(
         assert [len(x) for x in await client.gather(futures)] == [1000, 2000]
 
 
+async def test_only_the_workers_the_scheduler_retired_are_ended(
+    dask_scheduler: SchedulerProcess,
+    backend: LocalBackend,
+    state_dir: Path,
+    fake_scheduler: FakeScheduler,  # noqa: F811
+) -> None:
+    """Workers run on a real scheduler, retire goes through a loopback one that answers
+    with fewer workers than asked and does not really retire them: the backend ends exactly
+    the one answered (terminating it when it does not exit by itself) and keeps the other."""
+    cluster = spec(dask_scheduler, nanny=False, exit_timeout=0.2)
+    cluster = dataclasses.replace(cluster, scheduler_url=fake_scheduler.url)
+    await backend.scale(cluster, 2)
+    fake_scheduler.workers = {"etl-1": "tcp://127.0.0.1:1", "etl-2": "tcp://127.0.0.1:2"}
+    fake_scheduler.retire = lambda asked: {"tcp://127.0.0.1:1": {"name": "etl-1"}}
+    procs = by_name(state_dir)
+
+    result = await backend.scale(cluster, 0)
+    assert fake_scheduler.retire_requests == [["tcp://127.0.0.1:2", "tcp://127.0.0.1:1"]]
+    assert result.retired == ("etl-1",) and result.skipped == ("etl-2",)
+    assert result.current == 1 and await backend.workers(cluster) == ("etl-2",)
+    assert not _alive(procs["etl-1"]) and _alive(procs["etl-2"])
+
+
 SERVICE = """
 import asyncio, sys
 from autoscaler.domain import ClusterSpec
@@ -192,11 +217,14 @@ async def test_stale_records_never_count(state_dir: Path) -> None:
         scheduler_address="tcp://127.0.0.1:9",
         scheduler_url="http://127.0.0.1:9",
         started_at=time.time(),
+        boot_id=BOOT_ID,
     )
     (folder / "x.json").write_text(json.dumps(reused))  # our pid, another start time
+    other_boot = {**reused, "seq": 2, "start_time": stat[1], "boot_id": "an-earlier-boot"}
+    (folder / "z.json").write_text(json.dumps(other_boot))  # our pid and start, another boot
     (folder / "y.json").write_text("{not json")
     assert await backend.workers(cluster) == ()
-    assert not (folder / "x.json").exists()
+    assert not (folder / "x.json").exists() and not (folder / "z.json").exists()
     assert backend._next_seq["a/b c"] == 5  # a new worker never reuses a recorded name
 
     other = LocalBackend(Settings(local_state_dir=str(state_dir)))
