@@ -17,6 +17,7 @@ import os
 import socket
 
 import aiohttp
+from yarl import URL
 
 from autoscaler.errors import ObserveError
 
@@ -60,7 +61,7 @@ class FleetClient:
             session, self._session = self._session, None
             await session.close()
 
-    async def get(self, url: str, *, path: str, max_bytes: int) -> bytes:
+    async def get(self, url: str | URL, *, path: str, max_bytes: int) -> bytes:
         """Body of ``GET url`` (``path`` names the endpoint in messages)."""
         if self._session is None:
             raise RuntimeError("FleetClient is not open")

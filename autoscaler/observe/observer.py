@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING
 
+from yarl import URL
+
 from autoscaler.errors import ObserveError
 from autoscaler.observe.http import FleetClient, HTTPStatusError
 from autoscaler.observe.model import Observation, WorkerUsage, current_workers
@@ -25,11 +27,24 @@ if TYPE_CHECKING:
 # After /metrics answered 404, ask counts.json directly and try /metrics again this late.
 METRICS_RECHECK = 600.0
 _EMPTY: MappingProxyType[str, int] = MappingProxyType({})
+METRICS, COUNTS, IDENTITY = "/metrics", "/json/counts.json", "/json/identity.json"
+
+
+def _endpoint(base: str, path: str) -> URL | str:
+    try:
+        url = URL(base + path)
+    except (ValueError, TypeError):
+        return base + path  # aiohttp refuses it: the poll fails with "invalid URL"
+    return url if url.absolute else base + path
 
 
 @dataclass(slots=True)
 class _ClusterState:
     url: str
+    # Parsed once, which saves a URL parse per request (a str when it does not parse).
+    metrics_url: URL | str = ""
+    counts_url: URL | str = ""
+    identity_url: URL | str = ""
     failures: int = 0
     counts_only_until: float = 0.0  # use counts.json until then (/metrics answered 404)
     usage: tuple[WorkerUsage, ...] | None = None
@@ -137,18 +152,23 @@ class Observer:
     def _state(self, cluster: str, url: str) -> _ClusterState:
         state = self._states.get(cluster)
         if state is None or state.url != url:
-            state = self._states[cluster] = _ClusterState(url=url)
+            base = url.rstrip("/")
+            state = self._states[cluster] = _ClusterState(
+                url=url,
+                metrics_url=_endpoint(base, METRICS),
+                counts_url=_endpoint(base, COUNTS),
+                identity_url=_endpoint(base, IDENTITY),
+            )
         return state
 
     async def _observe_one(self, cluster: str, url: str) -> Observation:
         state = self._state(cluster, url)
-        base = url.rstrip("/")
         try:
-            source, polled = await self._poll_state(state, base)
+            source, polled = await self._poll_state(state)
         except ObserveError as exc:
             return self._failed(cluster, state, str(exc))
         if self._usage_due(state):
-            await self._poll_usage(state, base)
+            await self._poll_usage(state)
         state.failures = 0
         workers = MappingProxyType(polled.workers)
         reported = polled.desired is not None
@@ -169,11 +189,11 @@ class Observer:
             usage_error=state.usage_error,
         )
 
-    async def _poll_state(self, state: _ClusterState, base: str) -> tuple[str, SchedulerState]:
+    async def _poll_state(self, state: _ClusterState) -> tuple[str, SchedulerState]:
         if state.counts_only_until <= self.clock():
             try:
                 body = await self._client.get(
-                    base + "/metrics", path="/metrics", max_bytes=self.max_bytes
+                    state.metrics_url, path=METRICS, max_bytes=self.max_bytes
                 )
                 state.counts_only_until = 0.0
                 return "metrics", self._parser.parse(body)
@@ -184,8 +204,7 @@ class Observer:
         else:
             first = None
         try:
-            path = "/json/counts.json"
-            body = await self._client.get(base + path, path=path, max_bytes=self.max_bytes)
+            body = await self._client.get(state.counts_url, path=COUNTS, max_bytes=self.max_bytes)
             polled = parse_counts(body, max_desired=self.max_desired)
         except ObserveError as exc:
             raise ObserveError(f"{first}; {exc}" if first else str(exc)) from exc
@@ -202,11 +221,12 @@ class Observer:
             return True
         return self.clock() >= state.usage_tried_at + self.usage_interval
 
-    async def _poll_usage(self, state: _ClusterState, base: str) -> None:
-        path = "/json/identity.json"
+    async def _poll_usage(self, state: _ClusterState) -> None:
         state.usage_tried_at = self.clock()
         try:
-            body = await self._client.get(base + path, path=path, max_bytes=self.usage_max_bytes)
+            body = await self._client.get(
+                state.identity_url, path=IDENTITY, max_bytes=self.usage_max_bytes
+            )
             state.usage = parse_identity(body)
         except ObserveError as exc:
             state.usage_error = str(exc)

@@ -17,7 +17,7 @@ WORKERS = "dask_scheduler_workers"
 TASKS = "dask_scheduler_tasks"
 
 _FAMILIES = (DESIRED.encode(), WORKERS.encode(), TASKS.encode())
-_SEPARATORS = (b"{", b" ")
+_SEPARATORS = (b" ", b"{")
 
 # A parsed sample line: (metric name, "state" label or None, value).
 Sample = tuple[str, str | None, float]
@@ -57,6 +57,18 @@ def _count(value: float, what: str) -> int:
     return int(value)
 
 
+def _family_start(body: bytes, name: bytes) -> int:
+    """Offset of the first sample line of family ``name`` in ``body``, or -1."""
+    if body.startswith(name) and body[len(name) : len(name) + 1] in _SEPARATORS:
+        return 0
+    needle = b"\n" + name
+    after = len(needle)
+    pos = body.find(needle)
+    while pos >= 0 and body[pos + after : pos + after + 1] not in _SEPARATORS:
+        pos = body.find(needle, pos + after)
+    return pos if pos < 0 else pos + 1
+
+
 def select_lines(body: bytes) -> list[bytes]:
     """The sample lines of the three families the loop needs, found without a full parse.
 
@@ -65,71 +77,88 @@ def select_lines(body: bytes) -> list[bytes]:
     and HELP/TYPE lines are left out. A busy scheduler's payload has ~160 lines; the three
     families ~13 of them.
     """
-    text = b"\n" + body
     lines: list[bytes] = []
     for name in _FAMILIES:
-        for separator in _SEPARATORS:
-            start = text.find(b"\n" + name + separator)
-            if start >= 0:
-                break
-        else:
+        pos = _family_start(body, name)
+        if pos < 0:
             continue
         size = len(name)
-        pos = start + 1
-        while pos < len(text):
-            end = text.find(b"\n", pos)
-            if end < 0:
-                end = len(text)
-            line = text[pos:end]
+        while True:
+            end = body.find(b"\n", pos)
+            line = body[pos:] if end < 0 else body[pos:end]
             if not line.startswith(name) or line[size : size + 1] not in _SEPARATORS:
                 break
             lines.append(line)
+            if end < 0:
+                break
             pos = end + 1
     return lines
 
 
 class MetricsParser:
-    """Parse /metrics payloads with prometheus_client's parser, one sample line at a time.
+    """Parse /metrics payloads with prometheus_client's parser, each series once.
 
-    The parser costs ~10 us per labelled line (~2 ms for a whole busy payload). The same
-    line (``dask_scheduler_workers{state="paused"} 0.0``) recurs across schedulers and
-    cycles, so parsed lines are memoised; the memo is emptied when it reaches ``memo_size``.
+    The parser costs ~10 us per labelled line (~2 ms for a whole busy payload), and the
+    series of the three families are few and the same everywhere
+    (``dask_scheduler_workers{state="paused"}``...). So the first line of each series goes
+    through prometheus_client's parser, which gives its name and ``state`` label; when the
+    parsed value equals the text after the line's last blank read with ``float()`` (what the
+    parser does for a value without a timestamp), the series is memoised and its later lines
+    only have their value read. Lines of any other shape are parsed whole every time.
     """
 
-    def __init__(self, *, max_desired: int, memo_size: int = 100_000) -> None:
+    def __init__(self, *, max_desired: int, memo_size: int = 10_000) -> None:
         self.max_desired = max_desired
         self.memo_size = memo_size
-        self._memo: dict[bytes, Sample] = {}
+        self._series: dict[bytes, tuple[str, str | None]] = {}
 
-    def _sample(self, line: bytes) -> Sample:
-        sample = self._memo.get(line)
-        if sample is None:
-            try:
-                families = list(text_string_to_metric_families(line.decode()))
-                parsed = families[0].samples[0]
-            except (ValueError, IndexError, UnicodeDecodeError) as exc:
-                raise ObserveError(f"unparseable /metrics line {line[:80]!r}: {exc}") from exc
-            sample = (parsed.name, parsed.labels.get("state"), parsed.value)
-            if len(self._memo) >= self.memo_size:
-                self._memo.clear()
-            self._memo[line] = sample
-        return sample
+    @staticmethod
+    def _parse_line(line: bytes) -> Sample:
+        try:
+            sample = next(iter(text_string_to_metric_families(line.decode()))).samples[0]
+        except (ValueError, IndexError, StopIteration, UnicodeDecodeError) as exc:
+            raise ObserveError(f"unparseable /metrics line {line[:80]!r}: {exc}") from exc
+        return sample.name, sample.labels.get("state"), sample.value
+
+    def _learn(self, line: bytes, series: bytes, text: bytes) -> Sample:
+        name, state, value = self._parse_line(line)
+        try:
+            same = float(text) == value or (math.isnan(value) and math.isnan(float(text)))
+        except ValueError:
+            same = False
+        if same:
+            if len(self._series) >= self.memo_size:
+                self._series.clear()
+            self._series[series] = (name, state)
+        return name, state, value
 
     def parse(self, body: bytes) -> SchedulerState:
         """Read desired workers, workers and tasks by state from a /metrics payload."""
         desired: float | None = None
         workers: dict[str, int] = {}
         tasks: dict[str, int] = {}
+        memo = self._series
         for line in select_lines(body):
-            name, state, value = self._sample(line)
+            series, _, text = line.rpartition(b" ")
+            known = memo.get(series)
+            if known is None:
+                name, state, value = self._learn(line, series, text)
+            else:
+                name, state = known
+                try:
+                    value = float(text)
+                except ValueError as exc:
+                    raise ObserveError(f"unparseable /metrics line {line[:80]!r}") from exc
             if name == DESIRED:
                 desired = value
             elif state is None:
                 continue
+            elif not 0 <= value < math.inf:  # NaN too
+                raise ObserveError(f"{name}{{state={state!r}}} is not a count: {value!r}")
             elif name == WORKERS:
-                workers[state] = _count(value, "workers")
+                workers[state] = int(value)
             elif name == TASKS:
-                tasks[state] = _count(value, "tasks")
+                tasks[state] = int(value)
         if not workers:
             raise ObserveError(f"/metrics has no {WORKERS}: not a Dask scheduler?")
         clamped = None if desired is None else clamp_desired(desired, self.max_desired)
