@@ -92,6 +92,7 @@ async def test_allocations_latest_and_history(api: httpx.AsyncClient, store: Sto
             "reason": "fair share",
             "decided_at": 104.0,
             "applied": True,
+            "error": None,
         }
         for name in ("alpha", "beta")
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import pytest
@@ -231,3 +231,14 @@ def test_sqlite_uses_wal(sqlite_url: str) -> None:
         assert (mode, keys) == ("wal", 1)
     finally:
         store.close()
+
+
+@pytest.mark.skipif(
+    "error" not in {f.name for f in fields(Decision)}, reason="Decision.error not in the domain"
+)
+def test_decision_error_round_trips(store: Store) -> None:
+    store.create_cluster(spec("alpha"))
+    failed = replace(decision("alpha", 5.0), applied=False, error="backend down")  # type: ignore[call-arg]
+    store.record_decisions([failed])
+    assert store.history("alpha") == [failed]
+    assert store.latest_decisions() == [failed]

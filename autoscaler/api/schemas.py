@@ -210,7 +210,8 @@ class AllocationPublic(BaseModel):
     dominant_share: float
     reason: str
     decided_at: float = Field(description="Unix seconds.")
-    applied: bool
+    applied: bool = Field(description="False in dry-run, or when the backend call failed.")
+    error: str | None = Field(None, description="Why applying failed, if it did.")
 
     @classmethod
     def from_decision(cls, decision: Decision) -> AllocationPublic:

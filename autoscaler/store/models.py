@@ -7,6 +7,7 @@ that must never fail the whole cycle. Deleting a cluster removes its history exp
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -23,6 +24,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from autoscaler.domain import ClusterSpec, Decision
+
+# Decision fields kept in the decision tables (``error`` only once the domain has it).
+_DECISION_FIELDS = tuple(f.name for f in fields(Decision))
 
 NAME_LENGTH = 63
 URL_LENGTH = 2048
@@ -105,19 +109,11 @@ class _DecisionColumns:
     reason: Mapped[str] = mapped_column(Text)
     decided_at: Mapped[float]
     applied: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text)
 
     def to_decision(self) -> Decision:
-        return Decision(
-            cluster=self.cluster,
-            desired=self.desired,
-            allocated=self.allocated,
-            target=self.target,
-            current=self.current,
-            dominant_share=self.dominant_share,
-            reason=self.reason,
-            decided_at=self.decided_at,
-            applied=self.applied,
-        )
+        values = {column: getattr(self, column) for column in _DECISION_FIELDS}
+        return Decision(**values)
 
 
 class DecisionRow(_DecisionColumns, Base):
@@ -156,14 +152,5 @@ class ObservationRowORM(Base):
 
 
 def decision_values(decision: Decision) -> dict[str, Any]:
-    return {
-        "cluster": decision.cluster,
-        "desired": decision.desired,
-        "allocated": decision.allocated,
-        "target": decision.target,
-        "current": decision.current,
-        "dominant_share": decision.dominant_share,
-        "reason": decision.reason,
-        "decided_at": decision.decided_at,
-        "applied": decision.applied,
-    }
+    values = {name: getattr(decision, name) for name in _DECISION_FIELDS}
+    return {"error": None, **values}
