@@ -9,15 +9,16 @@ it is terminated, default 10) and the common ``retire_timeout``. Each worker get
 
 Ownership and crashes. Workers start in their own session (``setsid``), so a Ctrl-C in the
 service's terminal or a crash of the service does not take them down behind its back. Every
-worker is recorded in ``<local_state_dir>/<cluster>/<name>.json``: pid, start time from
-``/proc/<pid>/stat``, cluster, name, scheduler. The records are the only source of truth:
-``workers()`` lists those whose process is alive *with the recorded start time* (a reused pid
-never counts) and deletes the others. So a service restarted after SIGKILL, or a second
-instance on the same folder, adopts the running workers and never counts one twice. We chose
-this over a parent-death signal or a watchdog because a crash or an upgrade of the service
-must not throw away the results the workers hold; ``shutdown()`` (SIGTERM/SIGINT of the
-service) is the one place where workers are ended on purpose: retired, then stopped.
-A lock file per cluster refuses two instances scaling one cluster at once.
+worker is recorded in ``<local_state_dir>/<cluster>/<name>.json`` (default folder
+``<tmp>/dask-fairshare-autoscaler-<uid>``; the worker's output goes to ``<name>.log``): pid,
+start time from ``/proc/<pid>/stat``, boot id, cluster, name, scheduler. The records are the
+only source of truth: ``workers()`` lists those whose process is alive *with the recorded
+start time* (a reused pid never counts) and deletes the others. So a service restarted after
+SIGKILL, or a second instance on the same folder, adopts the running workers and never counts
+one twice. We chose this over a parent-death signal or a watchdog because a crash or an
+upgrade of the service must not throw away the results the workers hold; ``shutdown()``
+(SIGTERM/SIGINT of the service) is the one place where workers are ended on purpose: retired,
+then stopped. A lock file per cluster refuses two instances scaling one cluster at once.
 
 Known gap: a crash between starting a process and writing its record (microseconds) leaves
 an untracked worker; the scheduler still shows it by its ``<cluster>-<seq>`` name.
@@ -53,7 +54,6 @@ from backends.registry import register
 from backends.retire import SchedulerAPI
 
 log = logging.getLogger(__name__)
-
 SHUTDOWN_RETIRE_TIMEOUT = 30.0
 TERMINATE_TIMEOUT = 10.0
 SHUTDOWN_EXIT_GRACE = 10.0  # seconds a retired worker may take to exit at shutdown
@@ -74,9 +74,8 @@ class LocalOptions(BackendOptions):
             port = parts.port
         except ValueError:
             port = None
-        if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None:
-            raise ValueError(f"must look like tcp://host:port, got {value!r}")
-        if parts.path not in ("", "/") or parts.query or parts.fragment:
+        extra = parts.path not in ("", "/") or parts.query or parts.fragment
+        if parts.scheme not in ("tcp", "tls") or not parts.hostname or port is None or extra:
             raise ValueError(f"must look like tcp://host:port, got {value!r}")
         return f"{parts.scheme}://{parts.netloc}"
 
