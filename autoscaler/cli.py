@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from autoscaler.errors import ConfigError
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -15,18 +17,46 @@ def _demo(args: argparse.Namespace) -> int:
     return run()
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from autoscaler.serve import build_settings, serve
+
+    return serve(build_settings(args))
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from autoscaler.serve import build_settings, upgrade_database
+
+    return upgrade_database(build_settings(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from autoscaler.serve import add_database_argument, add_server_arguments
+
     parser = argparse.ArgumentParser(prog="autoscaler", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the demo on this machine")
     demo.set_defaults(run=_demo)
+
+    serve = sub.add_parser("serve", help="run the REST API (and the control loop)")
+    add_server_arguments(serve)
+    serve.set_defaults(run=_serve)
+
+    db = sub.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_sub.add_parser("upgrade", help="apply the schema migrations")
+    add_database_argument(upgrade)
+    upgrade.set_defaults(run=_db_upgrade)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
-    return run(args)
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"autoscaler: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -33,14 +33,19 @@ _STATUS: tuple[tuple[type[AutoscalerError], int], ...] = (
 )
 
 
+def check_access(settings: Settings) -> None:
+    """ConfigError if there is no admin token and ``insecure`` is not set."""
+    if settings.admin_token is None and not settings.insecure:
+        raise ConfigError(
+            "no admin token: set AUTOSCALER_ADMIN_TOKEN (or --admin-token), "
+            "or pass --insecure to let every request act as admin"
+        )
+
+
 def create_app(settings: Settings, store: Store) -> FastAPI:
     """The REST API over ``store``; ConfigError without an admin token unless ``insecure``."""
+    check_access(settings)
     if settings.admin_token is None:
-        if not settings.insecure:
-            raise ConfigError(
-                "no admin token: set AUTOSCALER_ADMIN_TOKEN (or --admin-token), "
-                "or pass --insecure to let every request act as admin"
-            )
         log.warning(
             "INSECURE: no admin token is configured; EVERY REQUEST ACTS AS ADMIN. "
             "Set AUTOSCALER_ADMIN_TOKEN outside development."
