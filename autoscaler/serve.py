@@ -87,7 +87,7 @@ def open_store(settings: Settings) -> Store:
         store.upgrade()
     except SQLAlchemyError as exc:
         store.close()
-        reason = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0]
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise ConfigError(f"database {safe_url(settings.database_url)}: {reason}") from exc
     return store
 

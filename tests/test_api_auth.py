@@ -39,19 +39,21 @@ async def make_token(api: httpx.AsyncClient, group: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "headers",
+    "authorization",
     [
-        {},
-        {"Authorization": "Bearer wrong"},
-        {"Authorization": f"Basic {ADMIN_TOKEN}"},
-        {"Authorization": f"Bearer {ADMIN_TOKEN}x"},
-        {"Authorization": "Bearer " + "x" * 5000},
-        {"Authorization": "Bearer caf\u00e9".encode()},
+        None,
+        "Bearer wrong",
+        f"Basic {ADMIN_TOKEN}",
+        f"Bearer {ADMIN_TOKEN}x",
+        f"bearer  {ADMIN_TOKEN} x",
+        "Bearer " + "x" * 5000,
+        "Bearer caf\u00e9",
     ],
 )
 async def test_every_call_needs_a_valid_token(
-    api_client_factory: ClientFactory, store: Store, headers: dict[str, str | bytes]
+    api_client_factory: ClientFactory, store: Store, authorization: str | None
 ) -> None:
+    headers = {} if authorization is None else {b"Authorization": authorization.encode()}
     store.create_cluster(spec("alpha"))  # a cluster to read, change and delete
     client = api_client_factory(None)
     for method, path, payload in ENDPOINTS:
@@ -158,3 +160,18 @@ async def test_insecure_mode_acts_as_admin(store: Store, caplog: pytest.LogCaptu
         assert store.token_group(token) == "g"
         created = await client.post("/clusters", json=body(worker={"cpu": 1}))
         assert created.status_code == 201, created.text
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/clusters/al%00pha",
+        "/clusters?group=%00",
+        "/allocations?group=a%00",
+        "/allocations/history?cluster=%00",
+        "/clusters/Alpha",
+    ],
+)
+async def test_malformed_names_in_urls_are_422(api: httpx.AsyncClient, path: str) -> None:
+    response = await api.get(path)
+    assert response.status_code == 422, response.text

@@ -102,6 +102,7 @@ BAD_FIELDS: list[tuple[str, Any]] = [
     ("backend_options", {"scheduler_address": "tcp://127.0.0.1:8786", "bogus": 1}),
     ("backend_options", {"scheduler_address": "tcp://127.0.0.1:8786", "x": "y" * 20_000}),
     ("backend_options", "tcp://127.0.0.1:8786"),
+    ("backend_options", {"scheduler_address": "tcp://["}),
     ("worker", {}),
     ("worker", {"gpu": 1}),
     ("worker", {"cpu": -1}),

@@ -103,7 +103,12 @@ async def test_allocations_latest_and_history(api: httpx.AsyncClient, store: Sto
     two = await api.get("/allocations/history", params={"cluster": "alpha", "limit": 2})
     assert [d["target"] for d in two.json()] == [4, 3]
 
-    for params in [{"cluster": "alpha", "limit": 0}, {"cluster": "alpha", "limit": 1001}, {}]:
+    bad: list[dict[str, str | int]] = [
+        {"cluster": "alpha", "limit": 0},
+        {"cluster": "alpha", "limit": 1001},
+        {},
+    ]
+    for params in bad:
         assert (await api.get("/allocations/history", params=params)).status_code == 422
     missing = await api.get("/allocations/history", params={"cluster": "nope"})
     assert_rejected(missing, 404, "nope")

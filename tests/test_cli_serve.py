@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -80,23 +80,27 @@ class Server:
         return self.process.returncode
 
 
+StartServer = Callable[[list[str], dict[str, str]], Server]
+
+
 @pytest.fixture
-def start_server(tmp_path: Path) -> Iterator[type[Server]]:
+def start_server(tmp_path: Path) -> Iterator[StartServer]:
+    """Start ``autoscaler serve`` in ``tmp_path``; every server is stopped (by pid) at teardown."""
     started: list[Server] = []
 
-    class Tracked(Server):
-        def __init__(self, args: list[str], env: dict[str, str], cwd: Path = tmp_path) -> None:
-            super().__init__(args, env, cwd)
-            started.append(self)
+    def start(args: list[str], env: dict[str, str]) -> Server:
+        server = Server(args, env, tmp_path)
+        started.append(server)
+        return server
 
-    yield Tracked
+    yield start
     for server in started:
         server.stop()
 
 
 @pytest.mark.parametrize("database", ["sqlite_url", "postgresql_url"])
 def test_serve_answers_real_http(
-    start_server: type[Server], request: pytest.FixtureRequest, database: str
+    start_server: StartServer, request: pytest.FixtureRequest, database: str
 ) -> None:
     url: str = request.getfixturevalue(database)  # empty: serve migrates it at start
     env = clean_env(AUTOSCALER_ADMIN_TOKEN="cli-admin", AUTOSCALER_DATABASE_URL=url)
@@ -142,9 +146,7 @@ def test_serve_refuses_without_admin_token(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []  # nothing created: no database
 
 
-def test_serve_insecure_warns_and_acts_as_admin(
-    start_server: type[Server], sqlite_url: str
-) -> None:
+def test_serve_insecure_warns_and_acts_as_admin(start_server: StartServer, sqlite_url: str) -> None:
     env = clean_env(AUTOSCALER_INSECURE="1", AUTOSCALER_DATABASE_URL=sqlite_url)
     server = start_server(["--port", "0"], env)
     base = server.wait_for_url()

@@ -238,7 +238,19 @@ def test_sqlite_uses_wal(sqlite_url: str) -> None:
 )
 def test_decision_error_round_trips(store: Store) -> None:
     store.create_cluster(spec("alpha"))
-    failed = replace(decision("alpha", 5.0), applied=False, error="backend down")  # type: ignore[call-arg]
+    failed = replace(decision("alpha", 5.0), applied=False, error="backend down")
     store.record_decisions([failed])
     assert store.history("alpha") == [failed]
     assert store.latest_decisions() == [failed]
+
+
+def test_lookups_of_unstorable_names_find_nothing(store: Store) -> None:
+    store.create_cluster(spec("alpha"))
+    for name, group in [("al\x00pha", None), ("alpha", "default\x00")]:
+        with pytest.raises(NotFound):
+            store.get_cluster(name, group=group)
+        with pytest.raises(NotFound):
+            store.history(name, group=group)
+    assert store.list_clusters(group="\x00") == []
+    assert store.latest_decisions(group="\x00") == []
+    assert store.latest_observations(group="\x00") == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Self, cast
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -24,9 +24,8 @@ MAX_RESOURCES = 32
 MAX_OPTIONS_BYTES = 16_384
 
 # DNS label (RFC 1123): what Kubernetes accepts as a name, so any backend can use it.
-Name = Annotated[
-    str, StringConstraints(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-]
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=NAME_PATTERN)]
 ResourceName = Annotated[
     str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9_./-]*$")
 ]
@@ -119,7 +118,7 @@ class ClusterCreate(_Request):
             scheduler_url=self.scheduler_url,
             backend=self.backend,
             backend_options=self.backend_options,
-            worker=self.worker,
+            worker=cast(dict[str, float], self.worker),  # numbers after validation
             minimum=self.minimum,
             maximum=self.maximum,
             weight=self.weight,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, replace
 from fnmatch import fnmatchcase
 from typing import Any
@@ -14,6 +15,8 @@ from autoscaler.domain import ClusterSpec
 from autoscaler.errors import ConfigError
 from autoscaler.settings import Settings
 from backends import registry
+
+log = logging.getLogger(__name__)
 
 
 def host_allowed(url: str, patterns: list[str]) -> bool:
@@ -37,7 +40,13 @@ def check_cluster(
             f"the pool's resources are {', '.join(resources)}"
         )
     backend = registry.get(spec.backend)
-    options = backend.validate_options(spec.backend_options)
+    try:
+        options = backend.validate_options(spec.backend_options)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a bug in a (possibly third-party) backend: still the caller's 4xx
+        log.exception("backend %r failed to validate its options", spec.backend)
+        raise ConfigError(f"backend_options: rejected by backend {spec.backend!r}") from exc
     return replace(spec, backend_options=options)
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Insert, Table, delete, select
+from sqlalchemy import CursorResult, Insert, Table, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,12 @@ from autoscaler.store.models import (
     LatestDecisionRow,
     ObservationRowORM,
     decision_values,
+    unstorable,
 )
+
+_DECISIONS = cast(Table, DecisionRow.__table__)
+_LATEST = cast(Table, LatestDecisionRow.__table__)
+_OBSERVATIONS = cast(Table, ObservationRowORM.__table__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -74,8 +79,8 @@ class HistoryMixin:
         if not rows:
             return
         with self._session() as session:
-            session.execute(DecisionRow.__table__.insert(), rows)
-            _upsert(session, LatestDecisionRow.__table__, _latest_per_cluster(rows, "decided_at"))
+            session.execute(_DECISIONS.insert(), rows)
+            _upsert(session, _LATEST, _latest_per_cluster(rows, "decided_at"))
 
     def record_observations(self, rows: Sequence[ObservationRow]) -> None:
         """Keep the latest observation of each cluster (upsert)."""
@@ -93,11 +98,11 @@ class HistoryMixin:
             for r in rows
         ]
         with self._session() as session:
-            _upsert(
-                session, ObservationRowORM.__table__, _latest_per_cluster(values, "observed_at")
-            )
+            _upsert(session, _OBSERVATIONS, _latest_per_cluster(values, "observed_at"))
 
     def latest_observations(self, *, group: str | None = None) -> list[ObservationRow]:
+        if unstorable(group):
+            return []
         query = select(ObservationRowORM).join(
             ClusterRow, ClusterRow.name == ObservationRowORM.cluster
         )
@@ -120,6 +125,8 @@ class HistoryMixin:
 
     def latest_decisions(self, *, group: str | None = None) -> list[Decision]:
         """The latest decision of every registered cluster (visible to ``group``), by name."""
+        if unstorable(group):
+            return []
         query = select(LatestDecisionRow).join(
             ClusterRow, ClusterRow.name == LatestDecisionRow.cluster
         )
@@ -133,6 +140,8 @@ class HistoryMixin:
         self, cluster: str, *, limit: int = 100, group: str | None = None
     ) -> list[Decision]:
         """The last ``limit`` decisions of ``cluster``, newest first; NotFound if not visible."""
+        if unstorable(cluster, group):
+            raise NotFound(f"no cluster named {cluster!r}")
         visible = select(ClusterRow.id).where(ClusterRow.name == cluster)
         if group is not None:
             visible = visible.where(ClusterRow.group == group)
@@ -153,5 +162,6 @@ class HistoryMixin:
         The loop calls ``prune_history(time.time() - settings.history_retention)``.
         """
         with self._session() as session:
-            result = session.execute(delete(DecisionRow).where(DecisionRow.decided_at < older_than))
+            statement = delete(DecisionRow).where(DecisionRow.decided_at < older_than)
+            result = cast(CursorResult[Any], session.execute(statement))
             return int(result.rowcount)

@@ -35,6 +35,11 @@ URL_LENGTH = 2048
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+def unstorable(*values: str | None) -> bool:
+    """True if a lookup value cannot be in the database (PostgreSQL text refuses NUL bytes)."""
+    return any(value is not None and "\x00" in value for value in values)
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, float: Double}
 

@@ -12,9 +12,9 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import fields
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, delete, select, text
+from sqlalchemy import CursorResult, Select, delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +29,7 @@ from autoscaler.store.models import (
     ObservationRowORM,
     PoolRow,
     TokenRow,
+    unstorable,
 )
 
 _SPEC_FIELDS = frozenset(f.name for f in fields(ClusterSpec))
@@ -67,14 +68,16 @@ class Store(HistoryMixin):
     # --- clusters ---
 
     @staticmethod
-    def _cluster_query(name: str, group: str | None) -> Select[tuple[ClusterRow]]:
+    def _cluster_query(name: str, group: str | None) -> Select[ClusterRow]:
         query = select(ClusterRow).where(ClusterRow.name == name)
         if group is not None:
             query = query.where(ClusterRow.group == group)
         return query
 
     def _cluster_row(self, session: Session, name: str, group: str | None) -> ClusterRow:
-        row = session.scalars(self._cluster_query(name, group)).one_or_none()
+        row = None
+        if not unstorable(name, group):
+            row = session.scalars(self._cluster_query(name, group)).one_or_none()
         if row is None:
             raise NotFound(f"no cluster named {name!r}")
         return row
@@ -82,6 +85,8 @@ class Store(HistoryMixin):
     def list_clusters(
         self, *, group: str | None = None, tier: int | None = None
     ) -> list[ClusterSpec]:
+        if unstorable(group):
+            return []
         query = select(ClusterRow).order_by(ClusterRow.name)
         if group is not None:
             query = query.where(ClusterRow.group == group)
@@ -196,5 +201,6 @@ class Store(HistoryMixin):
     def revoke_tokens(self, group: str) -> int:
         """Revoke every token of ``group``; returns how many there were."""
         with self._session() as session:
-            result = session.execute(delete(TokenRow).where(TokenRow.group == group))
+            statement = delete(TokenRow).where(TokenRow.group == group)
+            result = cast(CursorResult[Any], session.execute(statement))
             return int(result.rowcount)

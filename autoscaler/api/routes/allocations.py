@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from autoscaler.api.deps import CallerDep, StoreDep
-from autoscaler.api.schemas import AllocationPublic, Problem
+from autoscaler.api.schemas import NAME_PATTERN, AllocationPublic, Problem
 
 router = APIRouter(prefix="/allocations", tags=["allocations"])
 
@@ -16,7 +16,7 @@ router = APIRouter(prefix="/allocations", tags=["allocations"])
 def latest_allocations(
     caller: CallerDep,
     store: StoreDep,
-    group: Annotated[str | None, Query(max_length=63)] = None,
+    group: Annotated[str | None, Query(max_length=63, pattern=NAME_PATTERN)] = None,
 ) -> list[AllocationPublic]:
     """The latest decision of each visible cluster; empty until the loop has run."""
     if caller.group is not None and group not in (None, caller.group):
@@ -29,7 +29,7 @@ def latest_allocations(
 def allocation_history(
     caller: CallerDep,
     store: StoreDep,
-    cluster: Annotated[str, Query(min_length=1, max_length=63)],
+    cluster: Annotated[str, Query(min_length=1, max_length=63, pattern=NAME_PATTERN)],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AllocationPublic]:
     """The last ``limit`` decisions of one cluster, newest first."""

@@ -7,12 +7,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 
 from autoscaler.api.deps import CallerDep, SettingsDep, StoreDep
-from autoscaler.api.schemas import ClusterCreate, ClusterPublic, ClusterUpdate, Problem
+from autoscaler.api.schemas import (
+    NAME_PATTERN,
+    ClusterCreate,
+    ClusterPublic,
+    ClusterUpdate,
+    Problem,
+)
 from autoscaler.api.validation import check_cluster, merge
 
 router = APIRouter(prefix="/clusters", tags=["clusters"])
 
-ClusterName = Annotated[str, Path(min_length=1, max_length=63)]
+ClusterName = Annotated[str, Path(min_length=1, max_length=63, pattern=NAME_PATTERN)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": Problem, "description": "Another group than the token's"},
     404: {"model": Problem, "description": "No such cluster (or another group's)"},
@@ -37,7 +43,7 @@ def create_cluster(
 def list_clusters(
     caller: CallerDep,
     store: StoreDep,
-    group: Annotated[str | None, Query(max_length=63)] = None,
+    group: Annotated[str | None, Query(max_length=63, pattern=NAME_PATTERN)] = None,
     tier: Annotated[int | None, Query(ge=0, le=1000)] = None,
 ) -> list[ClusterPublic]:
     """Clusters visible to the caller, by name; a group token sees only its group."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from fastapi import APIRouter
 
 from autoscaler.api.deps import CallerDep, StoreDep
@@ -27,5 +29,5 @@ def get_pool(caller: CallerDep, store: StoreDep) -> PoolPublic:
 def set_pool(body: PoolUpdate, caller: CallerDep, store: StoreDep) -> PoolPublic:
     """Replace the pool's capacity (admin only). Any resource names; memory in bytes."""
     caller.require_admin("change the pool")
-    pool = store.set_pool(Pool(capacity=body.capacity))
+    pool = store.set_pool(Pool(capacity=cast(dict[str, float], body.capacity)))
     return PoolPublic.from_pool(pool, pool.resources)
