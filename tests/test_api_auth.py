@@ -144,9 +144,10 @@ async def test_bad_token_group_is_422(api: httpx.AsyncClient, group: Any) -> Non
     assert (await api.post("/tokens", json={"group": group})).status_code == 422
 
 
-def test_no_admin_token_is_refused_unless_insecure(store: Store) -> None:
+@pytest.mark.parametrize("token", [None, ""])
+def test_no_admin_token_is_refused_unless_insecure(store: Store, token: str | None) -> None:
     with pytest.raises(ConfigError, match="--insecure"):
-        create_app(Settings(admin_token=None, insecure=False), store)
+        create_app(Settings(admin_token=token, insecure=False), store)
 
 
 async def test_insecure_mode_acts_as_admin(store: Store, caplog: pytest.LogCaptureFixture) -> None:

@@ -34,8 +34,8 @@ _STATUS: tuple[tuple[type[AutoscalerError], int], ...] = (
 
 
 def check_access(settings: Settings) -> None:
-    """ConfigError if there is no admin token and ``insecure`` is not set."""
-    if settings.admin_token is None and not settings.insecure:
+    """ConfigError if there is no admin token (or an empty one) and ``insecure`` is not set."""
+    if not settings.admin_token and not settings.insecure:
         raise ConfigError(
             "no admin token: set AUTOSCALER_ADMIN_TOKEN (or --admin-token), "
             "or pass --insecure to let every request act as admin"
@@ -45,7 +45,11 @@ def check_access(settings: Settings) -> None:
 def create_app(settings: Settings, store: Store) -> FastAPI:
     """The REST API over ``store``; ConfigError without an admin token unless ``insecure``."""
     check_access(settings)
-    if settings.admin_token is None:
+    if settings.admin_token and len(settings.admin_token) < 16:
+        log.warning(
+            "the admin token is short (%d characters): use 32 or more", len(settings.admin_token)
+        )
+    if not settings.admin_token:
         log.warning(
             "INSECURE: no admin token is configured; EVERY REQUEST ACTS AS ADMIN. "
             "Set AUTOSCALER_ADMIN_TOKEN outside development."

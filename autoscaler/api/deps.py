@@ -74,7 +74,7 @@ def _same(a: str, b: str) -> bool:
 
 def authenticate(store: StoreDep, settings: SettingsDep, credentials: Credentials) -> Caller:
     """The caller of an ``/api/v1`` request; 401 without a valid bearer token."""
-    if settings.admin_token is None:  # create_app allows this only with ``insecure``
+    if not settings.admin_token:  # create_app allows this only with ``insecure``
         return ADMIN
     if credentials is None:
         raise _unauthorized("missing bearer token (Authorization: Bearer TOKEN)")
