@@ -47,4 +47,5 @@ class Decision:
     dominant_share: float  # weighted dominant share of `target`
     reason: str
     decided_at: float  # unix seconds
-    applied: bool = True
+    applied: bool = True  # False in dry-run, or when the backend call failed
+    error: str | None = None  # why applying failed
