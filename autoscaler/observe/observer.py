@@ -147,7 +147,15 @@ class Observer:
         # Each of `concurrency` drainers polls one cluster at a time: that bounds requests in
         # flight without a task per cluster.
         for cluster, url in pending:
-            results[cluster] = await self._observe_one(cluster, url)
+            state = self._state(cluster, url)
+            try:
+                source, polled = await self._poll_state(state)
+            except ObserveError as exc:
+                results[cluster] = self._failed(cluster, state, str(exc))
+                continue
+            if self._usage_due(state):
+                await self._poll_usage(state)
+            results[cluster] = self._succeeded(cluster, state, source, polled)
 
     def _state(self, cluster: str, url: str) -> _ClusterState:
         state = self._states.get(cluster)
@@ -161,16 +169,14 @@ class Observer:
             )
         return state
 
-    async def _observe_one(self, cluster: str, url: str) -> Observation:
-        state = self._state(cluster, url)
-        try:
-            source, polled = await self._poll_state(state)
-        except ObserveError as exc:
-            return self._failed(cluster, state, str(exc))
-        if self._usage_due(state):
-            await self._poll_usage(state)
+    def _succeeded(
+        self, cluster: str, state: _ClusterState, source: str, polled: SchedulerState
+    ) -> Observation:
         state.failures = 0
-        workers = MappingProxyType(polled.workers)
+        # Plain dicts, not read-only proxies: a dict of str -> int is not tracked by the
+        # garbage collector and a proxy is; with thousands of observations kept per cycle,
+        # the proxies tripled the collector's work (measured: ~12 us per cluster).
+        workers = polled.workers
         reported = polled.desired is not None
         desired = polled.desired if reported else min(current_workers(workers), self.max_desired)
         return Observation(
@@ -178,7 +184,7 @@ class Observer:
             observed_at=self.clock(),
             desired=desired,
             workers=workers,
-            tasks=MappingProxyType(polled.tasks),
+            tasks=polled.tasks,
             usage=state.usage,
             error=None,
             consecutive_failures=0,

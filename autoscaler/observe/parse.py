@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,6 @@ WORKERS = "dask_scheduler_workers"
 TASKS = "dask_scheduler_tasks"
 
 _FAMILIES = (DESIRED.encode(), WORKERS.encode(), TASKS.encode())
-_SEPARATORS = (b" ", b"{")
 
 # A parsed sample line: (metric name, "state" label or None, value).
 Sample = tuple[str, str | None, float]
@@ -57,42 +57,13 @@ def _count(value: float, what: str) -> int:
     return int(value)
 
 
-def _family_start(body: bytes, name: bytes) -> int:
-    """Offset of the first sample line of family ``name`` in ``body``, or -1."""
-    if body.startswith(name) and body[len(name) : len(name) + 1] in _SEPARATORS:
-        return 0
-    needle = b"\n" + name
-    after = len(needle)
-    pos = body.find(needle)
-    while pos >= 0 and body[pos + after : pos + after + 1] not in _SEPARATORS:
-        pos = body.find(needle, pos + after)
-    return pos if pos < 0 else pos + 1
+def _run_patterns(name: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    run = rb"(?:" + re.escape(name) + rb"[ {][^\n]*(?:\n|\Z))+"
+    # The literal "\nname" prefix lets `search` skip through the payload at C speed.
+    return re.compile(run), re.compile(rb"\n(" + run + rb")")
 
 
-def select_lines(body: bytes) -> list[bytes]:
-    """The sample lines of the three families the loop needs, found without a full parse.
-
-    The text format keeps all lines of a family together, so each family is one run of
-    lines starting with its name followed by "{" or a blank: dask_scheduler_workers_added_total
-    and HELP/TYPE lines are left out. A busy scheduler's payload has ~160 lines; the three
-    families ~13 of them.
-    """
-    lines: list[bytes] = []
-    for name in _FAMILIES:
-        pos = _family_start(body, name)
-        if pos < 0:
-            continue
-        size = len(name)
-        while True:
-            end = body.find(b"\n", pos)
-            line = body[pos:] if end < 0 else body[pos:end]
-            if not line.startswith(name) or line[size : size + 1] not in _SEPARATORS:
-                break
-            lines.append(line)
-            if end < 0:
-                break
-            pos = end + 1
-    return lines
+_RUNS = tuple((name.decode(), *_run_patterns(name)) for name in _FAMILIES)
 
 
 class MetricsParser:
@@ -110,7 +81,7 @@ class MetricsParser:
     def __init__(self, *, max_desired: int, memo_size: int = 10_000) -> None:
         self.max_desired = max_desired
         self.memo_size = memo_size
-        self._series: dict[bytes, tuple[str, str | None]] = {}
+        self._states: dict[bytes, str | None] = {}  # series -> its "state" label
 
     @staticmethod
     def _parse_line(line: bytes) -> Sample:
@@ -120,45 +91,60 @@ class MetricsParser:
             raise ObserveError(f"unparseable /metrics line {line[:80]!r}: {exc}") from exc
         return sample.name, sample.labels.get("state"), sample.value
 
-    def _learn(self, line: bytes, series: bytes, text: bytes) -> Sample:
+    def _learn(self, family: str, line: bytes, series: bytes, text: bytes) -> Sample:
         name, state, value = self._parse_line(line)
         try:
             same = float(text) == value or (math.isnan(value) and math.isnan(float(text)))
         except ValueError:
             same = False
-        if same:
-            if len(self._series) >= self.memo_size:
-                self._series.clear()
-            self._series[series] = (name, state)
+        if same and name == family:
+            if len(self._states) >= self.memo_size:
+                self._states.clear()
+            self._states[series] = state
         return name, state, value
 
     def parse(self, body: bytes) -> SchedulerState:
-        """Read desired workers, workers and tasks by state from a /metrics payload."""
+        """Read desired workers, workers and tasks by state from a /metrics payload.
+
+        Only the sample lines of the three families are read. The text format keeps all
+        lines of a family together, so a family is one run of lines starting with its name
+        followed by "{" or a blank (which leaves out HELP/TYPE lines and
+        dask_scheduler_workers_added_total): one regular expression per family finds it. A
+        busy scheduler's payload has ~160 lines; the three families, ~13.
+        """
         desired: float | None = None
         workers: dict[str, int] = {}
         tasks: dict[str, int] = {}
-        memo = self._series
-        for line in select_lines(body):
-            series, _, text = line.rpartition(b" ")
-            known = memo.get(series)
-            if known is None:
-                name, state, value = self._learn(line, series, text)
-            else:
-                name, state = known
-                try:
-                    value = float(text)
-                except ValueError as exc:
-                    raise ObserveError(f"unparseable /metrics line {line[:80]!r}") from exc
-            if name == DESIRED:
-                desired = value
-            elif state is None:
+        memo = self._states
+        pos = 0  # Dask writes the families in this order: look after the previous one first
+        for family, at_start, after_newline in _RUNS:
+            match = (
+                at_start.match(body)
+                or after_newline.search(body, pos)
+                or (after_newline.search(body) if pos else None)
+            )
+            if match is None:
                 continue
-            elif not 0 <= value < math.inf:  # NaN too
-                raise ObserveError(f"{name}{{state={state!r}}} is not a count: {value!r}")
-            elif name == WORKERS:
-                workers[state] = int(value)
-            elif name == TASKS:
-                tasks[state] = int(value)
+            pos = match.end() - 1
+            into = workers if family == WORKERS else tasks
+            for line in match.group(match.re.groups).splitlines():
+                series, _, text = line.rpartition(b" ")
+                if series in memo:
+                    state = memo[series]
+                    try:
+                        value = float(text)
+                    except ValueError as exc:
+                        raise ObserveError(f"unparseable /metrics line {line[:80]!r}") from exc
+                else:
+                    name, state, value = self._learn(family, line, series, text)
+                    if name != family:
+                        continue
+                if family == DESIRED:
+                    desired = value
+                elif state is not None:
+                    if not 0 <= value < math.inf:  # NaN too
+                        raise ObserveError(f"{family}{{state={state!r}}} is not a count: {value}")
+                    into[state] = int(value)
         if not workers:
             raise ObserveError(f"/metrics has no {WORKERS}: not a Dask scheduler?")
         clamped = None if desired is None else clamp_desired(desired, self.max_desired)
