@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
+from autoscaler.errors import ConfigError
 from autoscaler.observer import Observation, Observer
 from autoscaler.settings import Settings
 
@@ -490,3 +491,32 @@ def test_current_by_label_set() -> None:
     assert observation({"connected": 4, "idle": 1, "saturated": 3}).current == 4
     assert observation({"idle": 1, "paused": 2, "retiring": 5}).current == 3
     assert observation({}).current == 0
+
+
+async def test_values_are_read_afresh_each_poll(fakes: FakeSchedulers, observer: Observer) -> None:
+    # The parser memoises each series (name and labels), never its value.
+    url = fakes.add("moving", {"/metrics": payload(NEW_LABELS)})
+    assert (await observe_one(observer, url)).tasks["queued"] == 40
+    moved = NEW_LABELS.replace(b'{state="queued"} 40.0', b'{state="queued"} 41.0')
+    fakes.add("moving", {"/metrics": payload(moved)})
+    assert (await observe_one(observer, url)).tasks["queued"] == 41
+
+
+async def test_samples_with_timestamps_are_read(fakes: FakeSchedulers, observer: Observer) -> None:
+    body = (
+        b'dask_scheduler_workers{state="idle"} 3 1700000000000\n'
+        b"dask_scheduler_desired_workers 4 1700000000000\n"
+    )
+    url = fakes.add("stamped", {"/metrics": payload(body)})
+    for _ in range(2):
+        o = await observe_one(observer, url)
+        assert o.error is None
+        assert (o.desired, dict(o.workers)) == (4, {"idle": 3})
+
+
+@pytest.mark.parametrize(
+    "options", [{"concurrency": 0}, {"timeout": 0}, {"max_bytes": 0}, {"stale_after": 0}]
+)
+def test_invalid_options_are_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        Observer(**options)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from yarl import URL
 
-from autoscaler.errors import ObserveError
+from autoscaler.errors import ConfigError, ObserveError
 from autoscaler.observe.http import FleetClient, HTTPStatusError
 from autoscaler.observe.model import Observation, WorkerUsage, current_workers
 from autoscaler.observe.parse import MetricsParser, SchedulerState, parse_counts, parse_identity
@@ -76,7 +76,7 @@ class Observer:
         usage_max_bytes: int | None = None,
     ) -> None:
         if concurrency < 1 or timeout <= 0 or max_bytes < 1 or stale_after < 1:
-            raise ValueError("concurrency, timeout, max_bytes and stale_after must be positive")
+            raise ConfigError("concurrency, timeout, max_bytes and stale_after must be positive")
         self.concurrency = concurrency
         self.timeout = timeout
         self.max_bytes = max_bytes
