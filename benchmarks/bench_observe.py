@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import statistics
 import tempfile
@@ -65,7 +66,9 @@ async def timed_both(run: Callable[[], Awaitable[object]]) -> tuple[float, float
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-async def bench_fleet(urls: list[str], concurrency: int, repeat: int) -> dict[str, float]:
+async def bench_fleet(
+    urls: list[str], concurrency: int, repeat: int, freeze: bool = False
+) -> dict[str, float]:
     """Medians of alternate runs: wall and client CPU time of observe and of bare GETs.
 
     Two baselines: GETs of the URL strings (what plain aiohttp code does), and GETs of URLs
@@ -96,6 +99,8 @@ async def bench_fleet(urls: list[str], concurrency: int, repeat: int) -> dict[st
 
         first = await timed(observe)
         await bare()  # open the bare session's connections too
+        if freeze:  # move what exists now (connections...) out of the collector's sight
+            gc.freeze()
         runs = {"bare": bare, "bare_parsed": bare_parsed, "observe": observe}
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         for _ in range(repeat):
@@ -199,6 +204,9 @@ def main() -> None:
     parser.add_argument("--static", action="store_true", help="same payload everywhere")
     parser.add_argument("--capture", action="store_true", help="re-capture the payload")
     parser.add_argument("--compare-transports", action="store_true")
+    parser.add_argument(
+        "--gc-freeze", action="store_true", help="gc.freeze() once the connections are open"
+    )
     args = parser.parse_args()
     if args.capture:
         capture()
@@ -218,7 +226,8 @@ def main() -> None:
             if args.compare_transports:
                 asyncio.run(compare_transports(urls, args.concurrency, args.repeat))
                 continue
-            r = asyncio.run(bench_fleet(urls, args.concurrency, args.repeat))
+            r = asyncio.run(bench_fleet(urls, args.concurrency, args.repeat, args.gc_freeze))
+            gc.unfreeze()
         cells = [
             f"{r['observe']:.3f} s",
             f"{r['bare']:.3f} s",
