@@ -5,12 +5,15 @@ Run: ``.venv/bin/python -m benchmarks.bench_observe`` (``--help`` for options).
 The fleet (benchmarks/fleet.py) is one aiohttp process on loopback, one port per scheduler,
 serving the /metrics payload captured from a busy real scheduler (benchmarks/data/, see
 the header of scheduler_metrics.txt; ``--capture`` redoes it), with sample values varied per
-scheduler and per request. For each N it prints the median wall time of a steady cycle
-(``Observer.observe``: GET, size cap, filter, parse, Observation; usage not due) and of bare
-GETs of the same URLs at the same concurrency through an identically configured aiohttp
-session, measured alternately in the same run, and their ratio; plus the first cycle, which
-also opens the connections and polls /json/identity.json of every scheduler.
-``--compare-transports`` times aiohttp against httpx with the aiohttp transport.
+scheduler and per request. For each N it prints medians of alternate runs in the same
+process: the wall time of a steady cycle (``Observer.observe``: GET, size cap, family scan,
+parse, Observation; usage not due), the wall time of bare GETs + reads of the same URLs at
+the same concurrency through a plain aiohttp session with the same connection limit and
+timeout (URLs as strings, and parsed beforehand as the observer does), the ratios, and the
+CPU time of this process for both (steadier than wall time on a shared machine); plus the
+first cycle, which also opens the connections and polls /json/identity.json everywhere.
+``--compare-transports`` times aiohttp against httpx with the aiohttp transport;
+``--gc-freeze`` calls gc.freeze() once the connections are open.
 """
 
 from __future__ import annotations
