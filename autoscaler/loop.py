@@ -63,6 +63,7 @@ class ControlLoop:
             preemption_grace=settings.preemption_grace,
         )
         self.last: CycleReport | None = None
+        self.on_cycle: list[Callable[[CycleReport], None]] = []  # e.g. metrics; must not raise
         self._backends: dict[str, Backend] = dict(backends or {})
         self._lower_since: dict[str, float] = {}
         self._started: dict[str, tuple[int, float]] = {}  # backend's count after a scale, when
@@ -130,6 +131,8 @@ class ControlLoop:
             if pool is None or not clusters:
                 report.skipped = "no pool set" if pool is None else "no clusters"
                 self.last = report
+                for listener in self.on_cycle:
+                    listener(report)
                 return report
             demands = [self._demand(c, report.observations[c.name]) for c in clusters]
             result = plan(
@@ -146,6 +149,8 @@ class ControlLoop:
             await asyncio.to_thread(self._record, report)
             stage("record")
             self.last = report
+            for listener in self.on_cycle:
+                listener(report)
             return report
 
     def _demand(self, cluster: ClusterSpec, observation: Observation) -> Demand:

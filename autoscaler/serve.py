@@ -21,8 +21,9 @@ from pydantic import ValidationError
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from autoscaler.api import check_access, create_app
+from autoscaler.api import check_access
 from autoscaler.errors import ConfigError
+from autoscaler.service import create_service
 from autoscaler.settings import Settings
 from autoscaler.store import Store
 
@@ -126,7 +127,7 @@ def serve(settings: Settings) -> int:
     try:
         store = open_store(settings)
         try:
-            app = create_app(settings, store)
+            app = create_service(settings, store)
             config = uvicorn.Config(app, host=settings.host, port=settings.port, lifespan="on")
             server = uvicorn.Server(config)
             host, port = sock.getsockname()[:2]

@@ -7,6 +7,8 @@ raise ``HTTPException`` (only authentication, at the edge, answers 401).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -21,6 +23,8 @@ from autoscaler.settings import Settings
 from autoscaler.store import Store
 
 log = logging.getLogger(__name__)
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1 << 20
@@ -42,8 +46,12 @@ def check_access(settings: Settings) -> None:
         )
 
 
-def create_app(settings: Settings, store: Store) -> FastAPI:
-    """The REST API over ``store``; ConfigError without an admin token unless ``insecure``."""
+def create_app(settings: Settings, store: Store, *, lifespan: Lifespan | None = None) -> FastAPI:
+    """The REST API over ``store``; ConfigError without an admin token unless ``insecure``.
+
+    ``lifespan`` runs around serving (the service starts its control loop there); without it
+    ``app.state.loop`` is None.
+    """
     check_access(settings)
     if settings.admin_token and len(settings.admin_token) < 16:
         log.warning(
@@ -58,7 +66,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         title="Dask fair-share autoscaler",
         version="1",
         description="Registers Dask clusters and shares one pool among them (DRF).",
+        lifespan=lifespan,
     )
+    app.state.loop = None
     app.state.settings = settings
     app.state.store = store
 
