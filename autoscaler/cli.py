@@ -12,9 +12,9 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from autoscaler.solver_demo import run
+    from autoscaler.demo import run
 
-    return run()
+    return run(duration=args.duration, interval=args.interval)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -35,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoscaler", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the demo on this machine")
+    demo.add_argument(
+        "--duration", type=float, default=160.0, help="seconds before it stops (default 160)"
+    )
+    demo.add_argument("--interval", type=float, default=2.0, help="seconds between cycles")
     demo.set_defaults(run=_demo)
 
     serve = sub.add_parser("serve", help="run the REST API (and the control loop)")

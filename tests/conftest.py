@@ -1,13 +1,25 @@
 from __future__ import annotations
 
-pytest_plugins = ["tests.db_fixtures"]
-
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 
 import pytest
 
 from tests.daskproc import SchedulerProcess, start_scheduler
+
+pytest_plugins = ["tests.db_fixtures"]
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A run ended with SIGTERM (a CI time limit, `timeout`) still tears its fixtures down,
+    # so no scheduler or worker process outlives it.
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 @pytest.fixture
