@@ -29,7 +29,7 @@ from autoscaler.store import Store
 
 log = logging.getLogger(__name__)
 
-FLAG_FIELDS = ("host", "port", "database_url", "interval", "admin_token", "insecure")
+FLAG_FIELDS = ("host", "port", "database_url", "interval", "admin_token", "insecure", "dry_run")
 
 
 def add_database_argument(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +55,12 @@ def add_server_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="serve without an admin token: every request acts as admin [AUTOSCALER_INSECURE]",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        default=None,
+        help="decide and record, but scale nothing [AUTOSCALER_DRY_RUN]",
     )
 
 

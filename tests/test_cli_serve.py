@@ -209,6 +209,22 @@ def test_flags_override_env_which_overrides_defaults(monkeypatch: pytest.MonkeyP
     )
 
 
+def test_loop_settings_from_flags_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoscaler.cli import build_parser
+
+    for key in [k for k in os.environ if k.startswith("AUTOSCALER_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AUTOSCALER_SCALE_DOWN_DELAY", "30")
+    monkeypatch.setenv("AUTOSCALER_PREEMPTION_GRACE", "5")
+    settings = build_settings(build_parser().parse_args(["serve", "--dry-run"]))
+    assert (settings.dry_run, settings.scale_down_delay, settings.preemption_grace) == (
+        True,
+        30.0,
+        5.0,
+    )
+    assert build_settings(build_parser().parse_args(["serve"])).dry_run is False
+
+
 def test_db_upgrade(sqlite_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade", "--database-url", sqlite_url]) == 0
     assert "latest schema" in capsys.readouterr().out
