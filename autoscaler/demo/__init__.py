@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -37,6 +38,8 @@ TIMELINE = (("alpha", 0, 70), ("beta", 15, 110), ("gamma", 50, 140))
 def run(duration: float = 160.0, interval: float = 2.0) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     with tempfile.TemporaryDirectory(prefix="autoscaler-demo-") as folder:
+        # workers and schedulers inherit it: their scratch space goes with the folder
+        os.environ["DASK_TEMPORARY_DIRECTORY"] = folder
         return asyncio.run(_demo(Path(folder), duration, interval))
 
 
