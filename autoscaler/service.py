@@ -33,6 +33,7 @@ def create_service(settings: Settings, store: Store) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_loop(settings, store) as loop:
             app.state.loop = loop
+            loop.on_cycle.append(app.state.metrics.observe_cycle)
             yield
             app.state.loop = None
 

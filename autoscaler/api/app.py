@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from autoscaler import dashboard, metrics
 from autoscaler.api.deps import StoreDep, authenticate
-from autoscaler.api.routes import allocations, clusters, pool, tokens
+from autoscaler.api.routes import allocations, clusters, dashboard_data, pool, tokens
 from autoscaler.api.schemas import Problem
 from autoscaler.errors import AutoscalerError, ConfigError, Conflict, Forbidden, NotFound
 from autoscaler.settings import Settings
@@ -81,9 +82,12 @@ def create_app(settings: Settings, store: Store, *, lifespan: Lifespan | None = 
             413: {"model": Problem, "description": "A body larger than 1 MiB"},
         },
     )
-    for module in (clusters, pool, allocations, tokens):
+    for module in (clusters, pool, allocations, tokens, dashboard_data):
         api.include_router(module.router)
     app.include_router(api)
+    app.state.metrics = metrics.Metrics(store)  # the loop's listener: see service.py
+    app.include_router(metrics.router)
+    app.include_router(dashboard.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], response_model=None)
     app.add_exception_handler(AutoscalerError, _domain_error)
     app.add_middleware(_BodyLimit)
