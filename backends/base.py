@@ -27,6 +27,10 @@ class ScaleResult:
     retired: tuple[str, ...] = ()  # worker names retired by the scheduler and removed
     skipped: tuple[str, ...] = ()  # asked to retire, kept by the scheduler (unique data)
     message: str = ""
+    # Workers asked of the platform but not running yet (e.g. pods not Ready); not in `current`.
+    pending: int = 0
+    # Of `pending`, those the platform says it cannot place (e.g. pods Unschedulable).
+    unschedulable: int = 0
 
 
 class BackendOptions(BaseModel):
