@@ -4,7 +4,8 @@
 
 const API = "/api/v1/dashboard";
 const TOKEN_KEY = "autoscaler-token";
-const REFRESH_MS = 5000;
+// seconds between two polls: 5, or ?refresh=N (at least 1)
+const REFRESH_MS = 1000 * Math.max(1, Number(new URLSearchParams(location.search).get("refresh")) || 5);
 const CHART_EVERY = 3; // charts are refreshed every third poll
 const PAGE_SIZE = 50;
 const COLORS = ["#2f6fdf", "#e8890c", "#12b76a", "#9e77ed", "#f04438", "#0ba5ec",
@@ -112,8 +113,9 @@ function renderPool(pool) {
     const bar = el("div", { class: "bar", "data-resource": resource });
     bar.append(el("div", { class: "allocated", style: { width: share(allocated) } }));
     if (used !== null) bar.append(el("div", { class: "used", style: { width: share(used) } }));
+    const free = capacity - allocated;
     let text = `${amount(resource, allocated)} of ${amount(resource, capacity)} allocated, `
-      + `${amount(resource, capacity - allocated)} free`;
+      + (free >= 0 ? `${amount(resource, free)} free` : `${amount(resource, -free)} over capacity`);
     if (running !== null) text += `, ${amount(resource, running)} running`;
     if (used !== null) text += `, ${amount(resource, used)} used`;
     const row = el("div", { class: "bar-row" });
@@ -178,9 +180,11 @@ function renderTable(page) {
 }
 
 // --- charts (inline SVG) ---
+// Sampled data is drawn as steps: slot i (a time bucket, or one decision) spans
+// [x(i), x(i + 1)], so one sample is visible too, and the x axis is the whole window.
 const BOX = { left: 40, right: 10, top: 10, bottom: 22 };
 
-function frame(node, width, height, ymax, label, times) {
+function axes(node, width, height, ymax, label, ends) {
   node.replaceChildren();
   const h = height - BOX.top - BOX.bottom;
   for (const f of [0, 0.5, 1]) {
@@ -188,44 +192,49 @@ function frame(node, width, height, ymax, label, times) {
     node.append(svg("line", { class: "axis", x1: BOX.left, x2: width - BOX.right, y1: y, y2: y }));
     node.append(svg("text", { x: BOX.left - 4, y: y + 3, "text-anchor": "end" }, label(ymax * f)));
   }
-  if (times.length) {
-    const ends = [[BOX.left, "start", times[0]], [width - BOX.right, "end", times[times.length - 1]]];
-    for (const [x, anchor, t] of ends) {
-      node.append(svg("text", { x, y: height - 6, "text-anchor": anchor }, clock(t)));
-    }
+  if (ends) {
+    node.append(svg("text", { x: BOX.left, y: height - 6, "text-anchor": "start" }, clock(ends[0])));
+    node.append(svg("text", { x: width - BOX.right, y: height - 6, "text-anchor": "end" }, clock(ends[1])));
   }
 }
 
-function scales(width, height, count, ymax) {
+function scales(node, slots, ymax) {
+  const [, , width, height] = node.getAttribute("viewBox").split(" ").map(Number);
   const w = width - BOX.left - BOX.right;
   const h = height - BOX.top - BOX.bottom;
   return {
-    x: (i) => BOX.left + (count > 1 ? (w * i) / (count - 1) : w / 2),
+    width, height,
+    x: (i) => BOX.left + (w * i) / Math.max(1, slots),
     y: (v) => BOX.top + h * (1 - v / (ymax || 1)),
   };
 }
 
-function drawStacked(node, times, series) {
-  const [width, height] = [640, 220];
-  const present = times.map((_, i) => series.some((s) => s.allocated[i] !== null));
-  const index = times.map((_, i) => i).filter((i) => present[i]);
-  const totals = index.map((i) => series.reduce((sum, s) => sum + (s.allocated[i] || 0), 0));
+function withData(slots, series, key) {
+  let count = 0;
+  for (let i = 0; i < slots; i += 1) if (series.some((s) => s[key][i] !== null)) count += 1;
+  return count;
+}
+
+// series: [{name, allocated: [n|null per slot]}], stacked in order
+function drawStacked(node, ends, series) {
+  const slots = series.length ? series[0].allocated.length : 0;
+  const totals = Array.from({ length: slots }, (_, i) => series.reduce((t, s) => t + (s.allocated[i] || 0), 0));
   const ymax = Math.max(1, ...totals);
-  frame(node, width, height, ymax, (v) => String(Math.round(v)), index.map((i) => times[i]));
-  node.dataset.points = String(index.length);
-  if (!index.length) {
-    node.append(svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle" }, "no decisions in the last hour"));
+  const { width, height, x, y } = scales(node, slots, ymax);
+  axes(node, width, height, ymax, (v) => String(Math.round(v)), ends);
+  node.dataset.points = String(withData(slots, series, "allocated"));
+  if (node.dataset.points === "0") {
+    node.append(svg("text", { x: width / 2, y: height / 2, "text-anchor": "middle" }, "no decisions in this window"));
     return;
   }
-  const { x, y } = scales(width, height, index.length, ymax);
-  let below = index.map(() => 0);
+  let below = new Array(slots).fill(0);
   series.forEach((s, k) => {
-    const above = index.map((i, j) => below[j] + (s.allocated[i] || 0));
-    const top = above.map((v, j) => `${x(j)},${y(v)}`);
-    const bottom = below.map((v, j) => `${x(j)},${y(v)}`).reverse();
+    const above = below.map((v, i) => v + (s.allocated[i] || 0));
+    const top = above.flatMap((v, i) => [`${x(i)},${y(v)}`, `${x(i + 1)},${y(v)}`]);
+    const bottom = below.flatMap((v, i) => [`${x(i)},${y(v)}`, `${x(i + 1)},${y(v)}`]).reverse();
     const area = svg("polygon", {
       points: [...top, ...bottom].join(" "), fill: COLORS[k % COLORS.length],
-      "fill-opacity": 0.8, "data-series": s.name,
+      "fill-opacity": 0.85, "data-series": s.name,
     });
     area.append(svg("title", {}, s.name));
     node.append(area);
@@ -233,19 +242,25 @@ function drawStacked(node, times, series) {
   });
 }
 
-function drawLines(node, times, series, key, { width = 640, height = 220, label = pct } = {}) {
-  const index = times.map((_, i) => i).filter((i) => series.some((s) => s[key][i] !== null));
-  const values = index.flatMap((i) => series.map((s) => s[key][i] || 0));
+// one step line per series; a gap where a slot has no value
+function drawLines(node, ends, series, key, label = pct) {
+  const slots = series.length ? series[0][key].length : 0;
+  const values = series.flatMap((s) => s[key].filter((v) => v !== null));
   const ymax = Math.max(key === "dominant_share" ? 0.01 : 1, ...values);
-  frame(node, width, height, ymax, label, index.map((i) => times[i]));
-  node.dataset.points = String(index.length);
-  const { x, y } = scales(width, height, index.length, ymax);
+  const { width, height, x, y } = scales(node, slots, ymax);
+  axes(node, width, height, ymax, label, ends);
+  node.dataset.points = String(withData(slots, series, key));
   series.forEach((s, k) => {
-    const points = index.map((i, j) => [j, s[key][i]]).filter(([, v]) => v !== null);
-    if (!points.length) return;
-    const line = svg("polyline", {
-      points: points.map(([j, v]) => `${x(j)},${y(v)}`).join(" "), fill: "none",
-      stroke: s.color || COLORS[k % COLORS.length], "stroke-width": 2, "data-series": s.name,
+    let d = "";
+    s[key].forEach((v, i) => {
+      if (v === null) return;
+      const joined = i > 0 && s[key][i - 1] !== null;
+      d += joined ? `V${y(v)}H${x(i + 1)}` : `M${x(i)} ${y(v)}H${x(i + 1)}`;
+    });
+    if (!d) return;
+    const line = svg("path", {
+      d, fill: "none", stroke: s.color || COLORS[k % COLORS.length], "stroke-width": 2,
+      "data-series": s.name,
     });
     line.append(svg("title", {}, s.name));
     node.append(line);
@@ -253,9 +268,10 @@ function drawLines(node, times, series, key, { width = 640, height = 220, label 
 }
 
 function renderCharts(chart) {
-  drawStacked($("chart-allocated"), chart.times, chart.series);
+  const ends = [chart.since, chart.since + chart.step * chart.times.length];
+  drawStacked($("chart-allocated"), ends, chart.series);
   const clusters = chart.series.filter((s) => s.name !== "other clusters");
-  drawLines($("chart-share"), chart.times, clusters, "dominant_share");
+  drawLines($("chart-share"), ends, clusters, "dominant_share");
   $("legend").replaceChildren(...chart.series.map((s, k) => {
     const item = el("li", {}, s.name);
     item.prepend(el("i", { style: { background: COLORS[k % COLORS.length] } }));
@@ -327,8 +343,8 @@ async function refreshDetail(name) {
   const series = ["desired", "allocated", "current"].map((key, k) => ({
     name: key, color: COLORS[k], value: old.map((d) => d[key]),
   }));
-  drawLines($("chart-detail"), old.map((d) => d.decided_at), series, "value",
-    { height: 180, label: (v) => String(Math.round(v)) });
+  const ends = old.length ? [old[0].decided_at, old[old.length - 1].decided_at] : null;
+  drawLines($("chart-detail"), ends, series, "value", (v) => String(Math.round(v)));
 }
 
 // --- routing and polling ---
