@@ -29,6 +29,14 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return upgrade_database(build_settings(args))
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from simulations.cli import simulate_command
+
+    return simulate_command(
+        args.scenario, args.out, sweeps=args.sweep, scheduler=args.scheduler, workers=args.workers
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from autoscaler.serve import add_database_argument, add_server_arguments
 
@@ -44,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the REST API (and the control loop)")
     add_server_arguments(serve)
     serve.set_defaults(run=_serve)
+
+    simulate = sub.add_parser("simulate", help="offline fairness simulation of a scenario file")
+    simulate.add_argument("scenario", help="scenario YAML (see simulations/scenarios/)")
+    simulate.add_argument("--out", required=True, help="directory for report.json/.html")
+    simulate.add_argument("--sweep", action="append", metavar="KEY=V1,V2", help="sweep a key")
+    simulate.add_argument("--scheduler", help="Dask scheduler for sweeps (default: LocalCluster)")
+    simulate.add_argument("--workers", type=int, help="LocalCluster workers for sweeps")
+    simulate.set_defaults(run=_simulate)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)
