@@ -340,3 +340,48 @@ async def test_the_page_and_its_files_are_served_without_internet(dash_store: St
         assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in text
     assert missing.status_code == 404
+
+
+async def test_chart_data_follows_the_recorded_history(
+    store: Store, api: httpx.AsyncClient, api_client_factory: Any
+) -> None:
+    """No browser: the chart's JSON over SQLite and PostgreSQL, from recorded decisions."""
+    now = time.time()
+    names = [f"k{i:02d}" for i in range(10)]
+    for i, name in enumerate(names):
+        store.create_cluster(spec(name, group="team-a" if i < 6 else "team-b"))
+    cycles = [now - 3000, now - 1500, now - 20]
+    store.record_decisions(
+        [decision("k00", now - 7200, allocated=99)]
+    )  # first, older than the hour
+    for k, at in enumerate(cycles):
+        store.record_decisions(
+            [
+                decision(n, at, allocated=i + k, dominant_share=(i + k) / 100)
+                for i, n in enumerate(names)
+            ]
+        )
+    chart = (await api.get("/dashboard/chart")).json()
+    series = {s["name"]: s for s in chart["series"]}
+    top = [f"k{i:02d}" for i in range(9, 1, -1)]  # 8 largest by latest allocation
+    assert list(series) == [*top, "other clusters"]
+    for k, at in enumerate(cycles):
+        slot = int((at - chart["since"]) // chart["step"])
+        for i in range(2, 10):
+            assert series[f"k{i:02d}"]["allocated"][slot] == i + k
+            assert series[f"k{i:02d}"]["dominant_share"][slot] == pytest.approx((i + k) / 100)
+        assert series["other clusters"]["allocated"][slot] == (0 + k) + (1 + k)
+    filled = [i for i, v in enumerate(series["k09"]["allocated"]) if v is not None]
+    assert len(filled) == len(cycles)
+
+    team_a = api_client_factory(store.create_token("team-a"))
+    mine = (await team_a.get("/dashboard/chart")).json()
+    assert [s["name"] for s in mine["series"]] == [
+        *[f"k{i:02d}" for i in range(5, -1, -1)],
+        "other clusters",
+    ]
+    theirs = (await team_a.get("/dashboard/chart?group=team-b")).json()
+    assert all(v is None for s in theirs["series"] for v in s["allocated"])
+    page = (await team_a.get("/dashboard/clusters?group=team-b")).json()
+    assert page["total"] == 6 and page["matched"] == 0
+    assert (await team_a.get("/dashboard/clusters/k09")).status_code == 404

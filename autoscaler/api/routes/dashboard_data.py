@@ -25,6 +25,7 @@ from autoscaler.loop import CycleReport
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 
+NO_GROUP = "\x00"  # no stored group can hold a NUL byte: the store answers nothing
 GroupQuery = Annotated[str | None, Query(max_length=63, pattern=NAME_PATTERN)]
 
 
@@ -83,9 +84,9 @@ def allocation_chart(
     """Allocated workers of the largest clusters (and the rest summed) and their dominant
     shares over the last ``window`` seconds, from the decision history."""
     if caller.group is not None and group not in (None, caller.group):
-        group = "\x00"  # another group's: nothing
+        group = NO_GROUP  # another group's clusters: an empty chart
     return views.allocation_chart(
-        store, now=time.time(), group=caller.group or group, window=window
+        store, now=time.time(), group=group or caller.group, window=window
     )
 
 
