@@ -129,7 +129,9 @@ def build_workload(scenario: Scenario) -> Workload:
             jobs = GENERATORS[kind](spec, where, _rng(scenario.seed, c.name, g), horizon)
             rows += [(t, index[c.name], n, d, -1, -1) for t, n, d in jobs if t < horizon]
     if scenario.trace is not None:
-        rows += [(t, index_of(index, name, "trace"), n, d, -1, -1) for t, name, n, d in _trace(scenario)]
+        rows += [
+            (t, index_of(index, name, "trace"), n, d, -1, -1) for t, name, n, d in _trace(scenario)
+        ]
     successors: dict[int, int] = {}
     runs = 0
     for p, spec in enumerate(scenario.pipelines):
@@ -187,7 +189,11 @@ def _trace(scenario: Scenario) -> list[tuple[float, str, float, float]]:
             rows = []
             for line, row in enumerate(reader, start=2):
                 try:
-                    t, n, d = seconds(row["time"], "time"), float(row["tasks"]), float(row["duration"])
+                    t, n, d = (
+                        seconds(row["time"], "time"),
+                        float(row["tasks"]),
+                        float(row["duration"]),
+                    )
                 except (ValueError, ScenarioError) as exc:
                     raise ScenarioError(f"trace {path.name} line {line}: bad number") from exc
                 if n <= 0 or d <= 0:

@@ -46,7 +46,12 @@ DEFAULTS: dict[str, Any] = {
     "jitter": "30m",
     "step_minutes": [5, 45],
     "task_duration": [2, 60],
-    "interactive": {"fraction": 0.1, "jobs_per_hour": [6, 60], "tasks": [4, 200], "duration": [1, 10]},
+    "interactive": {
+        "fraction": 0.1,
+        "jobs_per_hour": [6, 60],
+        "tasks": [4, 200],
+        "duration": [1, 10],
+    },
 }
 GIB = 2**30
 
@@ -103,7 +108,7 @@ def expand_fleet(
         name = f"c{customer:03d}"
         pipeline_steps = []
         for s in range(length):
-            size = int(round(_log_uniform(rng, maximum)))
+            size = round(_log_uniform(rng, maximum))
             worker_cpu = int(rng.integers(cpu[0], cpu[1] + 1))
             worker = {"cpu": worker_cpu, "memory": round(_log_uniform(rng, memory) / GIB) * GIB}
             duration = round(_log_uniform(rng, task_duration), 1)
@@ -128,7 +133,11 @@ def expand_fleet(
                 )
             clusters[f"{name}-{s}"] = cluster
             pipeline_steps.append(
-                {"cluster": f"{name}-{s}", "tasks": max(1, round(work / duration)), "duration": duration}
+                {
+                    "cluster": f"{name}-{s}",
+                    "tasks": max(1, round(work / duration)),
+                    "duration": duration,
+                }
             )
         per_day = int(rng.integers(runs[0], runs[1] + 1))
         first = rng.uniform(*window)

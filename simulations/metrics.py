@@ -36,11 +36,18 @@ def _stats(values: Floats, weights: Floats | None = None) -> dict[str, float | i
         return {"count": 0, "mean": float("nan"), "p50": float("nan"), "p95": float("nan")}
     if weights is None:
         p50, p95 = np.percentile(values, [50, 95])
-        return {"count": int(values.size), "mean": float(values.mean()), "p50": float(p50), "p95": float(p95)}
+        return {
+            "count": int(values.size),
+            "mean": float(values.mean()),
+            "p50": float(p50),
+            "p95": float(p95),
+        }
     order = np.argsort(values)
     values, weights = values[order], weights[order]
     cumulative = np.cumsum(weights) / weights.sum()
-    p50, p95 = (float(values[min(np.searchsorted(cumulative, q), values.size - 1)]) for q in (0.5, 0.95))
+    p50, p95 = (
+        float(values[min(np.searchsorted(cumulative, q), values.size - 1)]) for q in (0.5, 0.95)
+    )
     return {
         "count": round(float(weights.sum())),
         "mean": float(np.average(values, weights=weights)),
@@ -123,13 +130,17 @@ def summarize(run: Run, fleet: Fleet, workload: Workload) -> tuple[dict[str, Any
     finished = ~np.isnan(run.finished)
     latency = run.finished - run.arrival
     size_class = np.select(
-        [fleet.maximum <= SIZES["small"], fleet.maximum <= SIZES["medium"]], ["small", "medium"], "large"
+        [fleet.maximum <= SIZES["small"], fleet.maximum <= SIZES["medium"]],
+        ["small", "medium"],
+        "large",
     )[workload.cluster]
     jobs = {
         **_stats(latency[finished]),
-        "arrived": int((~np.isnan(run.arrival)).sum()),
+        "arrived": int(run.joined.sum()),
         "completed": int(finished.sum()),
-        "by_size": {s: _stats(latency[finished & (size_class == s)]) for s in ("small", "medium", "large")},
+        "by_size": {
+            s: _stats(latency[finished & (size_class == s)]) for s in ("small", "medium", "large")
+        },
     }
     k = 5
     first_end = np.minimum(run.started + workload.duration, run.finished)[finished]
@@ -160,7 +171,9 @@ def summarize(run: Run, fleet: Fleet, workload: Workload) -> tuple[dict[str, Any
         "peak_utilization": {r: float(utilization[:, i].max()) for i, r in enumerate(resources)},
         "peak_granted": {r: float(granted[:, i].max()) for i, r in enumerate(resources)},
         "overcommitted_seconds": float(over.sum() * dt),
-        "busy_cpu": float(run.work_done.sum() / (fleet.capacity[resources.index("cpu")] * dt * len(run.work_done)))
+        "busy_cpu": float(
+            run.work_done.sum() / (fleet.capacity[resources.index("cpu")] * dt * len(run.work_done))
+        )
         if "cpu" in resources
         else None,
         "jain": {
@@ -171,7 +184,11 @@ def summarize(run: Run, fleet: Fleet, workload: Workload) -> tuple[dict[str, Any
         "allocated_over_desired": {
             "mean": float(np.nanmean(per_cluster)) if np.isfinite(per_cluster).any() else None,
             "min": float(np.nanmin(per_cluster)) if np.isfinite(per_cluster).any() else None,
-            **({"per_cluster": dict(zip(names, map(float, per_cluster), strict=True))} if small else {}),
+            **(
+                {"per_cluster": dict(zip(names, map(float, per_cluster), strict=True))}
+                if small
+                else {}
+            ),
         },
         "unmet_worker_seconds": {
             "total": float(unmet.sum()),
@@ -198,7 +215,12 @@ def summarize(run: Run, fleet: Fleet, workload: Workload) -> tuple[dict[str, Any
 
 
 def _series(
-    run: Run, fleet: Fleet, active: np.ndarray, utilization: np.ndarray, jain: Floats, latency: Floats
+    run: Run,
+    fleet: Fleet,
+    active: np.ndarray,
+    utilization: np.ndarray,
+    jain: Floats,
+    latency: Floats,
 ) -> dict[str, Any]:
     """Downsampled series: shares of the pool stacked by cluster (or group when many)."""
     per_worker = dominant_shares(fleet.capacity, fleet.worker, np.ones(fleet.size))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulations.demand import Floats, Ints, Workload, build_workload
+from simulations.demand import Floats, Workload, build_workload
 from simulations.policies import Fleet, make_policy
 from simulations.scenario import Scenario
 
@@ -43,6 +43,7 @@ class Run:
     retiring: Matrix  # (T, N)
     work_done: Floats  # (T,) task-seconds done in each step, all clusters
     arrival: Floats  # (J,) NaN for pipeline steps never released
+    joined: np.typing.NDArray[np.bool_]  # (J,) reached its cluster's backlog before the end
     started: Floats  # (J,) first work on the job, NaN if none
     finished: Floats  # (J,) NaN if not finished by the end
     arrived_work: float = 0.0
@@ -90,6 +91,7 @@ def simulate(
         retiring=np.zeros((steps, n), dtype=np.int32),
         work_done=np.zeros(steps),
         arrival=workload.arrival.copy(),
+        joined=np.zeros(workload.size, dtype=bool),
         started=np.full(workload.size, np.nan),
         finished=np.full(workload.size, np.nan),
     )
@@ -114,6 +116,7 @@ def simulate(
             jobs = np.concatenate([jobs, np.array(released, dtype=np.int64)])
             released = []
         if jobs.size:
+            run.joined[jobs] = True
             cluster = workload.cluster[jobs]
             by_cluster = np.argsort(cluster, kind="stable")
             jobs, cluster = jobs[by_cluster], cluster[by_cluster]

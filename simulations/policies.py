@@ -129,7 +129,11 @@ class PlannerPolicy(Policy):
             for i in involved.tolist()
         ]
         result = plan(
-            fleet.pool, demands, now=now, damping=self.scenario.damping, lower_since=self.lower_since
+            fleet.pool,
+            demands,
+            now=now,
+            damping=self.scenario.damping,
+            lower_since=self.lower_since,
         )
         self.lower_since = result.lower_since
         target[involved] = [d.target for d in result.decisions]

@@ -50,7 +50,9 @@ def html_table(rows: Sequence[Row]) -> str:
     if not rows:
         return "<p>No results.</p>"
     head = "".join(f"<th>{html.escape(k)}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r.values()) + "</tr>" for r in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in r.values()) + "</tr>" for r in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -58,9 +60,13 @@ def text_table(rows: Sequence[Row]) -> str:
     """The comparison for the terminal."""
     if not rows:
         return ""
-    cells = [[str(k) for k in rows[0]]] + [[html.unescape(_cell(v)) for v in r.values()] for r in rows]
+    cells = [[str(k) for k in rows[0]]] + [
+        [html.unescape(_cell(v)) for v in r.values()] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells)
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells
+    )
 
 
 def _figure(rows: int, cols: int = 1, height: float = 2.6) -> tuple[Any, np.ndarray]:
@@ -98,7 +104,9 @@ def plot_all(out: Path, series: dict[str, dict[str, Any]]) -> list[tuple[str, st
         ax.set_ylabel(["cpu", "memory", "gpu"][r] if r < 3 else f"resource {r}")
     axes[0].legend(ncol=len(policies), fontsize="small")
     axes[-1].set_xlabel("hours")
-    images.append(("Utilization of the pool (held / capacity)", _save(fig, out / "utilization.png")))
+    images.append(
+        ("Utilization of the pool (held / capacity)", _save(fig, out / "utilization.png"))
+    )
 
     fig, axes = _figure(len(policies))
     for ax, name in zip(axes, policies, strict=True):
@@ -107,7 +115,12 @@ def plot_all(out: Path, series: dict[str, dict[str, Any]]) -> list[tuple[str, st
         ax.set_ylabel(name)
     axes[0].legend(ncol=4, fontsize="x-small", loc="upper right")
     axes[-1].set_xlabel("hours")
-    images.append(("Allocations stacked (dominant share of the pool held)", _save(fig, out / "allocations.png")))
+    images.append(
+        (
+            "Allocations stacked (dominant share of the pool held)",
+            _save(fig, out / "allocations.png"),
+        )
+    )
 
     fig, axes = _figure(len(policies) + 1)
     for ax, name in zip(axes, policies, strict=False):
@@ -130,7 +143,9 @@ def plot_all(out: Path, series: dict[str, dict[str, Any]]) -> list[tuple[str, st
     for name in policies:
         values = series[name]["completion"]
         if values.size:
-            ax.step(np.maximum(values, 1e-3), np.arange(1, values.size + 1) / values.size, label=name)
+            ax.step(
+                np.maximum(values, 1e-3), np.arange(1, values.size + 1) / values.size, label=name
+            )
     ax.set_xscale("log")
     ax.set_xlabel("job completion time (s)")
     ax.set_ylabel("fraction of jobs")
@@ -141,15 +156,26 @@ def plot_all(out: Path, series: dict[str, dict[str, Any]]) -> list[tuple[str, st
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}
-table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
+table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:3px 6px;text-align:right}}
 th{{background:#f4f4f4}}img{{max-width:100%}}</style></head><body>
 <h1>{title}</h1><p>{subtitle}</p>{table}{images}</body></html>
 """
 
 
-def write_page(out: Path, title: str, subtitle: str, rows: Sequence[Row], images: Sequence[tuple[str, str]]) -> Path:
-    parts = "".join(f"<h2>{html.escape(t)}</h2><img src=\"{html.escape(f)}\" alt=\"{html.escape(t)}\">" for t, f in images)
-    page = PAGE.format(title=html.escape(title), subtitle=html.escape(subtitle), table=html_table(rows), images=parts)
+def write_page(
+    out: Path, title: str, subtitle: str, rows: Sequence[Row], images: Sequence[tuple[str, str]]
+) -> Path:
+    parts = "".join(
+        f'<h2>{html.escape(t)}</h2><img src="{html.escape(f)}" alt="{html.escape(t)}">'
+        for t, f in images
+    )
+    page = PAGE.format(
+        title=html.escape(title),
+        subtitle=html.escape(subtitle),
+        table=html_table(rows),
+        images=parts,
+    )
     path = out / "report.html"
     path.write_text(page)
     return path
@@ -163,9 +189,9 @@ def write_report(out: Path, report: dict[str, Any], series: dict[str, dict[str, 
     images = plot_all(out, series)
     s = report["scenario"]
     subtitle = (
-        f"{s['clusters']} clusters, pool {s['pool']}, {s['duration'] / 3600:g} h at {s['step']:g} s "
-        f"steps, seed {s['seed']}, start-up {s['startup_delay']:g} s, retire {s['retire_delay']:g} s, "
-        f"damping {s['damping']}"
+        f"{s['clusters']} clusters, pool {s['pool']}, {s['duration'] / 3600:g} h at "
+        f"{s['step']:g} s steps, seed {s['seed']}, start-up {s['startup_delay']:g} s, "
+        f"retire {s['retire_delay']:g} s, damping {s['damping']}"
     )
     write_page(out, f"Simulation: {s['name']}", subtitle, rows, images)
     return rows

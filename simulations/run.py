@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import sys
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from simulations.demand import build_workload

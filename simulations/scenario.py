@@ -52,7 +52,7 @@ class Scenario:
     target_duration: float = 5.0
     startup_delay: float = 30.0
     retire_delay: float = 10.0
-    damping: Damping = Damping()
+    damping: Damping = field(default_factory=Damping)
     policies: tuple[str, ...] = POLICIES
 
     @property
@@ -179,9 +179,13 @@ def parse_scenario(raw: Any, base: Path = Path()) -> Scenario:
     if not 0 < fraction <= 1:
         raise ScenarioError("damping.scale_down_max_fraction: must be in (0, 1]")
     damping = Damping(
-        scale_down_delay=seconds(damping_raw.get("scale_down_delay", 60), "damping.scale_down_delay"),
+        scale_down_delay=seconds(
+            damping_raw.get("scale_down_delay", 60), "damping.scale_down_delay"
+        ),
         scale_down_max_fraction=fraction,
-        preemption_grace=seconds(damping_raw.get("preemption_grace", 15), "damping.preemption_grace"),
+        preemption_grace=seconds(
+            damping_raw.get("preemption_grace", 15), "damping.preemption_grace"
+        ),
     )
     policies = tuple(raw.get("policies", POLICIES))
     bad = [p for p in policies if p not in POLICIES]

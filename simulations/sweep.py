@@ -91,7 +91,7 @@ def run_sweep(
         index = {f.key: i for i, f in enumerate(futures)}
         reports: list[dict[str, Any] | None] = [None] * len(combos)
         with progress_bar(len(combos), "sweep", show_progress) as advance:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=client.loop):
                 reports[index[future.key]] = future.result()
                 advance(1)
     finally:
@@ -118,7 +118,10 @@ def plot_sweep(out: Path, rows: list[dict[str, Any]]) -> str:
     for ax, metric in zip(axes, PLOTTED, strict=True):
         for k, policy in enumerate(policies):
             values = [
-                next((r[metric] for r in rows if r["combination"] == c and r["policy"] == policy), None)
+                next(
+                    (r[metric] for r in rows if r["combination"] == c and r["policy"] == policy),
+                    None,
+                )
                 for c in labels
             ]
             ax.bar(x + k * width, [np.nan if v is None else v for v in values], width, label=policy)
