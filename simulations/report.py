@@ -111,13 +111,18 @@ def plot_all(out: Path, series: dict[str, dict[str, Any]]) -> list[tuple[str, st
     fig, axes = _figure(len(policies))
     for ax, name in zip(axes, policies, strict=True):
         s = series[name]
-        ax.stackplot(s["time"] / 3600, s["stack"].T, labels=s["stack_labels"], linewidth=0)
+        colors = [f"C{k}" for k in range(len(s["stack_labels"]))]
+        if s["stack_labels"][-1:] == ["other"]:
+            colors[-1] = "lightgrey"
+        ax.stackplot(
+            s["time"] / 3600, s["stack"].T, labels=s["stack_labels"], colors=colors, linewidth=0
+        )
         ax.set_ylabel(name)
     axes[0].legend(ncol=4, fontsize="x-small", loc="upper right")
     axes[-1].set_xlabel("hours")
     images.append(
         (
-            "Allocations stacked (dominant share of the pool held)",
+            "Allocations stacked: dominant share of the pool each holds (sums may pass 1)",
             _save(fig, out / "allocations.png"),
         )
     )
