@@ -4,10 +4,10 @@ Options (``backend_options``): ``url`` (the Aurora scheduler, ``http(s)://host:p
 scheduler of the quorum: a follower redirects to the leader), ``role``, ``environment`` and
 ``job`` (the job key), plus the common ``retire_timeout``.
 
-The job is created beforehand (``aurora job create``) with at least one instance and a process
-running ``dask worker <scheduler address> --name {{mesos.instance}}``: **a worker's name is its
-instance id**, which is how a worker the Dask scheduler retired maps back to the instance to
-kill. Talks to the scheduler's Thrift API (``POST {url}/api``, TJSON protocol):
+The job is created beforehand (``aurora job create``, a service job) with at least one
+instance and a process running ``dask worker <scheduler address> --name {{mesos.instance}}``:
+**a worker's name is its instance id**, which is how a worker the Dask scheduler retired maps
+back to the instance to kill. Talks to the scheduler's Thrift API (``POST {url}/api``, TJSON):
 
 - ``workers``: ``getTasksWithoutConfigs(TaskQuery{jobKeys, statuses})``, one name per instance,
   by instance id (start order). Counted: RUNNING (the worker is up) and the states of an
@@ -18,8 +18,10 @@ kill. Talks to the scheduler's Thrift API (``POST {url}/api``, TJSON protocol):
 - scale-up: ``addInstances(InstanceKey{job, id}, count)`` clones the config of an active
   instance (the newest running one); Aurora numbers the new instances after the highest id.
 - scale-down: the base class has the Dask scheduler retire workers first; then
-  ``killTasks(job, {their instance ids}, message)`` kills exactly those. An empty instance set
-  would make Aurora kill the whole job: it is never sent.
+  ``killTasks(job, {their instance ids}, message)`` kills exactly those (also a replacement
+  task Aurora may already have started for an instance whose worker exited: a service job
+  restarts its tasks, which is why the instance must be killed). An empty instance set would
+  make Aurora kill the whole job: it is never sent.
 - Aurora cannot add an instance to a job that has none (``addInstances`` needs one to clone),
   so a target of 0 is served as 1: the job keeps one instance. Register Aurora clusters with
   ``minimum >= 1``.

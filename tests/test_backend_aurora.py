@@ -184,6 +184,28 @@ async def test_scale_up_adds_instances_cloned_from_a_running_one(
     assert (await backend.scale(cluster, 5)).message == "at target"
 
 
+async def test_which_task_states_count_as_workers(
+    aurora: FakeAurora,
+    fake_scheduler: FakeScheduler,  # noqa: F811
+    backend: AuroraBackend,
+) -> None:
+    aurora.tasks.clear()
+    pending = [
+        Status.PENDING, Status.THROTTLED, Status.ASSIGNED, Status.STARTING, Status.RESTARTING,
+        Status.DRAINING, Status.PREEMPTING, Status.PARTITIONED,
+    ]  # fmt: skip
+    gone = [Status.KILLING, Status.FINISHED, Status.FAILED, Status.KILLED, Status.LOST]
+    for instance_id, status in enumerate([Status.RUNNING, *pending, *gone]):
+        aurora._add(JOB, instance_id, status, CONFIG)
+    aurora._add(JOB, 11, Status.PENDING, CONFIG)  # instance 11 (FINISHED) was rescheduled
+    aurora._add(("other", "prod", "dask"), 0, Status.RUNNING, CONFIG)
+
+    instances = await backend.instances(spec(aurora, fake_scheduler))
+    assert [i.instance_id for i in instances] == [*range(9), 11]
+    assert [i.instance_id for i in instances if i.running] == [0]
+    assert instances[-1].task_id == aurora.tasks[-2].task_id
+
+
 async def test_scale_down_kills_exactly_the_retired_workers_instances(
     aurora: FakeAurora,
     fake_scheduler: FakeScheduler,  # noqa: F811
@@ -242,7 +264,11 @@ async def test_an_empty_kill_set_is_never_sent(
     assert aurora.calls == []
 
     # What the guard prevents: the fake, like Aurora, kills the whole job on an empty set.
-    body = {4: ("rec", thrift.job_key(*JOB)), 5: ("set", ("i32", [])), 6: ("str", "oops")}
+    body: thrift.Struct = {
+        4: ("rec", thrift.job_key(*JOB)),
+        5: ("set", ("i32", [])),
+        6: ("str", "oops"),
+    }
     async with httpx.AsyncClient() as http:
         await http.post(
             f"{aurora.url}/api",
