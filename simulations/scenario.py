@@ -187,7 +187,8 @@ def parse_scenario(raw: Any, base: Path = Path()) -> Scenario:
             damping_raw.get("preemption_grace", 15), "damping.preemption_grace"
         ),
     )
-    policies = tuple(raw.get("policies", POLICIES))
+    chosen = raw.get("policies", POLICIES)
+    policies = (chosen,) if isinstance(chosen, str) else tuple(chosen or ())
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
         raise ScenarioError(f"policies: unknown {bad} (choose from {list(POLICIES)})")
