@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.apache.thrift.json"
 REQUEST_TIMEOUT = 10.0
-RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before each retry of a retryable response code
+RETRY_DELAYS = (0.25, 0.5, 1.0)  # seconds before each retry of a retryable response code
 RETRYABLE = frozenset({ResponseCode.JOB_UPDATING_ERROR, ResponseCode.ERROR_TRANSIENT})
 RUNNING_STATES = frozenset({Status.RUNNING})
 PENDING_STATES = frozenset(
@@ -77,6 +77,7 @@ PENDING_STATES = frozenset(
     }
 )
 COUNTED_STATES = RUNNING_STATES | PENDING_STATES
+INSTANCE_NAME = re.compile(r"[0-9]+")
 IDENTIFIER = re.compile(r"^[\w\-\.]+$")  # api.thrift GOOD_IDENTIFIER_PATTERN
 
 
@@ -187,7 +188,7 @@ class AuroraBackend(Backend):
     async def _remove_workers(self, cluster: ClusterSpec, names: tuple[str, ...]) -> None:
         ids = set()
         for name in names:
-            if not name.isdigit():  # only names from workers() reach here
+            if not INSTANCE_NAME.fullmatch(name):  # only names from workers() reach here
                 raise BackendError(f"worker {name!r} is not named by its Aurora instance id")
             ids.add(int(name))
         if ids:

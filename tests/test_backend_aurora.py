@@ -261,6 +261,8 @@ async def test_an_empty_kill_set_is_never_sent(
     with pytest.raises(BackendError, match="no instances"):
         await backend.kill_instances(cluster, set(), "test")
     await backend._remove_workers(cluster, ())
+    with pytest.raises(BackendError, match="not named by its Aurora instance id"):
+        await backend._remove_workers(cluster, ("1", "dask-2"))
     assert aurora.calls == []
 
     # What the guard prevents: the fake, like Aurora, kills the whole job on an empty set.
