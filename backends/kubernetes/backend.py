@@ -61,15 +61,27 @@ class Workload:
     def ready(self) -> tuple[PodInfo, ...]:
         return tuple(p for p in self.pods if p.ready)
 
-    def result(self, target: int, current: int, replicas: int, **kw: object) -> ScaleResult:
+    def result(
+        self,
+        target: int,
+        current: int,
+        replicas: int,
+        *,
+        message: str,
+        retired: tuple[str, ...] = (),
+        skipped: tuple[str, ...] = (),
+    ) -> ScaleResult:
+        """``current`` Ready workers of ``replicas`` asked; the rest are pending."""
         pending = max(0, replicas - current)
         stuck = sum(p.unschedulable for p in self.pods)
         return ScaleResult(
             target=target,
             current=current,
+            retired=retired,
+            skipped=skipped,
+            message=message,
             pending=pending,
             unschedulable=min(pending, stuck),
-            **kw,  # type: ignore[arg-type]
         )
 
 

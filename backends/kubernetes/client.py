@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT = 10.0  # seconds allowed for one API call
 Json = dict[str, Any]
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -125,7 +126,9 @@ class KubeClient:
     async def api(self) -> kr8s.asyncio.Api:
         async with self._connecting:
             if self._api is None:
-                self._api = await connect(self.settings)
+                api = await connect(self.settings)
+                api.timeout = REQUEST_TIMEOUT  # kr8s's default is none: a hung call would hang
+                self._api = api
             return self._api
 
     async def get(self, path: str, *, params: Mapping[str, str] | None = None) -> Json:
@@ -178,9 +181,9 @@ class KubeClient:
             kwargs["content"] = json.dumps(body).encode()
             kwargs["headers"] = {"Content-Type": MERGE_PATCH}
         attempts = self.retry.attempts
+        problem, last = "", None
         for attempt in range(attempts):
             api = await self.api()
-            problem: str
             wait: float | None = None
             try:
                 # kr8s joins base/version/url; an empty version keeps our full path as is.
@@ -201,8 +204,7 @@ class KubeClient:
                     ) from exc
                 if status != 429 and status < 500:
                     raise BackendError(problem) from exc
-                wait = retry_after(exc.response)
-                last: Exception = exc
+                wait, last = retry_after(exc.response), exc
             except kr8s.APITimeoutError as exc:
                 problem, last = f"{method} {path} timed out", exc
             except httpx.TransportError as exc:
