@@ -57,15 +57,6 @@ class Facets(BaseModel):
     states: dict[str, int] = Field(description="Visible clusters by state.")
 
 
-class ClusterPage(BaseModel):
-    total: int = Field(description="Clusters visible to the caller.")
-    matched: int = Field(description="Clusters that pass the filters.")
-    offset: int
-    limit: int
-    clusters: list[ClusterLine]
-    facets: Facets
-
-
 class PoolSummary(BaseModel):
     """The pool, and how much of it the visible clusters hold."""
 
@@ -81,6 +72,16 @@ class PoolSummary(BaseModel):
     errors: int = Field(description="Clusters whose last poll or last apply failed.")
     cycle_at: float | None = Field(description="Start of the loop's last cycle (unix seconds).")
     stages: dict[str, float] = Field(description="Seconds per stage of the last cycle.")
+
+
+class ClusterPage(BaseModel):
+    total: int = Field(description="Clusters visible to the caller.")
+    matched: int = Field(description="Clusters that pass the filters.")
+    offset: int
+    limit: int
+    clusters: list[ClusterLine]
+    facets: Facets
+    pool: PoolSummary = Field(description="The pool, as /dashboard/pool answers it.")
 
 
 class Series(BaseModel):

@@ -104,6 +104,7 @@ def page(
     descending: bool = False,
     offset: int = 0,
     limit: int = 50,
+    pool: PoolSummary,
 ) -> ClusterPage:
     """The lines that pass ``filters``, sorted (empty values last either way), one page."""
     matched = [line for line in lines if filters.accept(line)]
@@ -126,6 +127,7 @@ def page(
             backends=sorted({line.backend for line in lines}),
             states=states,
         ),
+        pool=pool,
     )
 
 

@@ -16,12 +16,15 @@ from autoscaler.dashboard import views
 from autoscaler.dashboard.schemas import (
     AllocationChart,
     ClusterDetail,
+    ClusterLine,
     ClusterPage,
     PoolSummary,
     SortKey,
     State,
 )
+from autoscaler.domain import ClusterSpec
 from autoscaler.loop import CycleReport
+from autoscaler.store import Store
 
 router = APIRouter(prefix="/dashboard", tags=["dashboard"])
 
@@ -34,10 +37,18 @@ def _last_report(request: Request) -> CycleReport | None:
     return None if loop is None else loop.last
 
 
+def _lines(store: Store, group: str | None) -> tuple[list[ClusterSpec], list[ClusterLine]]:
+    specs = store.list_clusters(group=group)
+    decisions = store.latest_decisions(group=group)
+    observations = store.latest_observations(group=group)
+    return specs, views.cluster_lines(specs, decisions, observations, now=time.time())
+
+
 @router.get("/clusters")
 def cluster_page(
     caller: CallerDep,
     store: StoreDep,
+    request: Request,
     group: GroupQuery = None,
     tier: Annotated[int | None, Query(ge=0, le=1000)] = None,
     backend: Annotated[str | None, Query(max_length=63)] = None,
@@ -48,29 +59,19 @@ def cluster_page(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ClusterPage:
-    """One page of the cluster table, filtered and sorted on the server."""
-    visible = caller.group
-    specs = store.list_clusters(group=visible)
-    lines = views.cluster_lines(
-        specs,
-        store.latest_decisions(group=visible),
-        store.latest_observations(group=visible),
-        now=time.time(),
-    )
+    """One page of the cluster table, filtered and sorted on the server, and the pool."""
+    specs, lines = _lines(store, caller.group)
     filters = views.Filters(group=group, tier=tier, backend=backend, state=state, search=search)
-    return views.page(lines, filters, sort=sort, descending=descending, offset=offset, limit=limit)
+    pool = views.pool_summary(store.get_pool(), specs, lines, _last_report(request))
+    return views.page(
+        lines, filters, sort=sort, descending=descending, offset=offset, limit=limit, pool=pool
+    )
 
 
 @router.get("/pool")
 def pool_summary(caller: CallerDep, store: StoreDep, request: Request) -> PoolSummary:
     """Capacity, and what the caller's visible clusters are allocated, run and use."""
-    specs = store.list_clusters(group=caller.group)
-    lines = views.cluster_lines(
-        specs,
-        store.latest_decisions(group=caller.group),
-        store.latest_observations(group=caller.group),
-        now=time.time(),
-    )
+    specs, lines = _lines(store, caller.group)
     return views.pool_summary(store.get_pool(), specs, lines, _last_report(request))
 
 

@@ -283,10 +283,10 @@ async function refreshOverview() {
   const group = $("f-group").value;
   const chartPath = `/chart${group ? `?group=${encodeURIComponent(group)}` : ""}`;
   const wantChart = view.polls % CHART_EVERY === 0;
-  const [pool, page, chart] = await Promise.all([
-    api("/pool"), api(`/clusters?${query()}`), wantChart ? api(chartPath) : null,
+  const [page, chart] = await Promise.all([
+    api(`/clusters?${query()}`), wantChart ? api(chartPath) : null,
   ]);
-  renderPool(pool);
+  renderPool(page.pool);
   renderTable(page);
   if (chart) renderCharts(chart);
 }
