@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from distributed import Client, wait
+from distributed import Client
 
 from autoscaler.domain import ClusterSpec, Pool
 from autoscaler.errors import BackendError, TransientBackendError
@@ -160,14 +160,18 @@ async def test_two_busy_clusters_share_then_one_shrinks_and_keeps_its_results(
         await wait_for_workers(b, 2)
 
         # a holds results in memory on both its workers, then its work ends
-        kept = client_a.map(lambda i: bytes(1000) * i, range(40), pure=False)
-        await wait(kept)
+        kept = await client_a.scatter([bytes(1000) * i for i in range(40)])
         holders = await client_a.who_has(kept)
         assert len({w for ws in holders.values() for w in ws}) == 2
         await client_a.cancel(work_a)
 
         await wait_for(lambda: targets() == {"a": 1, "b": 3}, state=lambda: loop.last)
-        assert decisions(loop.last)["a"].reason == "minimum"
+        # a shrank (pushed by b, which waited for the capacity a held) and now has what it
+        # wants or its minimum
+        await wait_for(
+            lambda: decisions(loop.last)["a"].reason in {"minimum", "satisfied"},
+            state=lambda: decisions(loop.last)["a"],
+        )
         await wait_for_workers(a, 1)
         await wait_for_workers(b, 3)
         # no key lost: every result survives the scale-down
@@ -176,31 +180,38 @@ async def test_two_busy_clusters_share_then_one_shrinks_and_keeps_its_results(
         await client_b.cancel(work_b)
     history = store.history("a", limit=1000)
     assert history and history[0].decided_at >= history[-1].decided_at
-    assert {d.reason for d in history} >= {"fair_share_limited_by_cpu", "minimum"}
+    reasons = {d.reason for d in history}
+    assert "fair_share_limited_by_cpu" in reasons and "preempted" in reasons
 
 
 async def test_a_dead_scheduler_stops_nothing_and_scales_nobody_down(
-    store, make_loop, dask_scheduler_factory
+    settings, store, make_loop, dask_scheduler_factory
 ):
     a, b = dask_scheduler_factory(), dask_scheduler_factory()
     store.create_cluster(cluster("a", a))
     store.create_cluster(cluster("b", b))
-    loop = make_loop()
+    loop = make_loop(settings=settings.model_copy(update={"interval": 0.5}))
+    after_death: list[dict[str, object]] = []
     async with (
         Client(a.address, asynchronous=True) as client_a,
         Client(b.address, asynchronous=True) as client_b,
     ):
-        work = [client_a.map(slow, range(500)), client_b.map(slow, range(500))]
-        await wait_for_demand(loop, "a", "b")
-        assert {d.target for d in loop.last.decisions} == {2}
-        b.stop()
-        for _ in range(3):
-            report = await loop.run_cycle()
-        after = decisions(report)
-        assert after["b"].reason == "held_stale" and after["b"].target == 2
-        assert after["a"].target == 2  # b's workers still hold their half of the pool
-        assert report.observations["b"].error is not None
+        work = [client_a.map(slower, range(500)), client_b.map(slower, range(500))]
+        loop.start()
+        await wait_for(
+            lambda: {d.target for d in loop.last.decisions} == {2} if loop.last else False,
+            state=lambda: loop.last,
+        )
         await wait_for_workers(a, 2)
+        b.stop()
+        loop.on_cycle.append(lambda report: after_death.append(decisions(report)))
+        await wait_for(lambda: len(after_death) >= 8, state=lambda: after_death)
+        await wait_for_workers(a, 2)  # still running
+        seen = list(after_death)
+        assert seen[-1]["b"].reason == "held_stale"
+        for cycle in seen:  # every cycle ran, and nobody was scaled down
+            assert cycle["a"].target == 2 and cycle["b"].target == 2
+        assert loop.last.observations["b"].error is not None
         del work
 
 
