@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PRUNE_EVERY = 600.0  # seconds between two prunes of the decision history
 STARTING_WINDOW = 60.0  # seconds workers a backend started may take to reach the scheduler
+UNSCHEDULABLE_BACKOFF = 120.0  # seconds a cluster is not grown after the platform could not
 
 
 @dataclass(slots=True)
@@ -68,6 +70,8 @@ class ControlLoop:
         self._lower_since: dict[str, float] = {}
         self._started: dict[str, tuple[int, float]] = {}  # backend's count after a scale, when
         self._last_current: dict[str, int] = {}  # last workers seen by each scheduler
+        self._unschedulable_at: dict[str, float] = {}  # when the platform last could not place
+        self._asked: dict[str, int] = {}  # the last target each backend accepted
         self._known: set[str] = set()
         self._last_prune = 0.0
         self._scheduler: AsyncIOScheduler | None = None
@@ -161,15 +165,24 @@ class ControlLoop:
         count, at = self._started.get(cluster.name, (0, 0.0))
         if self.clock() - at < STARTING_WINDOW:
             current = max(current, count)
+        unplaced_at = self._unschedulable_at.get(cluster.name, -math.inf)
         return Demand(
             spec=cluster,
             desired=observation.desired,
             current=current,
             stale=observation.stale or observation.desired is None,
+            unschedulable=self.clock() - unplaced_at < UNSCHEDULABLE_BACKOFF,
         )
 
     def _forget_removed(self, names: set[str]) -> None:
-        for table in (self._started, self._last_current, self._lower_since):
+        tables = (
+            self._started,
+            self._last_current,
+            self._lower_since,
+            self._unschedulable_at,
+            self._asked,
+        )
+        for table in tables:
             for name in [n for n in table if n not in names]:
                 del table[name]
         for name in [n for n in self._known if n not in names]:
@@ -186,8 +199,9 @@ class ControlLoop:
         gate = asyncio.Semaphore(self.settings.apply_concurrency)
 
         async def one(decision: Decision) -> Decision:
-            if decision.target == decision.current:
-                return decision
+            asked = self._asked.get(decision.cluster, decision.target)
+            if decision.target == decision.current == asked:
+                return decision  # nothing to reconcile
             async with gate:
                 return await self._scale(by_name[decision.cluster], decision)
 
@@ -199,7 +213,12 @@ class ControlLoop:
             try:
                 backend = self._backend(cluster.backend)
                 result = await backend.scale(cluster, decision.target)
-                self._started[cluster.name] = (result.current, self.clock())
+                # workers placed but still starting hold the pool too
+                placed = result.current + result.pending - result.unschedulable
+                self._started[cluster.name] = (placed, self.clock())
+                self._asked[cluster.name] = result.target
+                if result.unschedulable:
+                    self._unschedulable_at[cluster.name] = self.clock()
                 return decision
             except asyncio.CancelledError:
                 raise

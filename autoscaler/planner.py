@@ -23,6 +23,7 @@ HELD_STALE = "held_stale"
 SCALE_DOWN_DELAYED = "scale_down_delayed"
 PREEMPTED = "preempted"
 WAITING_FOR_CAPACITY = "waiting_for_capacity"
+UNSCHEDULABLE = "unschedulable"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +34,7 @@ class Demand:
     desired: int | None  # from the scheduler; None when unknown
     current: int  # workers the platform runs for it (they hold pool resources)
     stale: bool = False  # no fresh observation: hold the size, never scale down
+    unschedulable: bool = False  # the platform could not place the workers last asked for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,6 +69,7 @@ def plan(
     )
     current = np.array([d.current for d in demands], dtype=np.int64)
     stale = np.array([d.stale or d.desired is None for d in demands])
+    unplaceable = np.array([d.unschedulable for d in demands])
     desired = np.array([0 if d.desired is None else d.desired for d in demands], dtype=np.int64)
     minimum = np.array([d.spec.minimum for d in demands], dtype=np.int64)
     maximum = np.array(
@@ -92,7 +95,9 @@ def plan(
         """Grow at once; shrink clusters whose delay is over, by at most the max fraction."""
         step = np.maximum(1, np.ceil(current * damping.scale_down_max_fraction)).astype(np.int64)
         shrunk = np.where(due, np.maximum(allocated, current - step), current)
-        return np.where(lowering, shrunk, np.where(stale, current, allocated))
+        # Asking a platform for workers it cannot place only piles up pending ones.
+        grown = np.where(unplaceable, np.minimum(allocated, current), allocated)
+        return np.where(lowering, shrunk, np.where(stale, current, grown))
 
     def guard(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return _guard_pool(capacity, worker, current, target, tier, allocated, weight)
@@ -112,6 +117,8 @@ def plan(
     for i, d in enumerate(demands):
         if stale[i]:
             reason = HELD_STALE
+        elif unplaceable[i] and allocated[i] > current[i]:
+            reason = UNSCHEDULABLE
         elif waiting[i]:
             reason = WAITING_FOR_CAPACITY
         elif preempted[i]:

@@ -285,3 +285,32 @@ async def test_the_scheduled_loop_runs_cycles_until_stopped(settings, store, mak
     await wait_for(lambda: loop.last is not None, within=10)
     assert loop.last.skipped == "no clusters"
     await loop.stop()
+
+
+class OneSlotBackend(LocalBackend):
+    """A platform that can place one worker: the rest stay pending, unschedulable."""
+
+    async def scale(self, cluster: ClusterSpec, target: int) -> ScaleResult:
+        self.asked = target
+        placed = min(target, 1)
+        return ScaleResult(
+            target=target, current=placed, pending=target - placed, unschedulable=target - placed
+        )
+
+
+async def test_the_loop_stops_raising_a_target_the_platform_cannot_place(
+    settings, store, make_loop, dask_scheduler_factory
+):
+    a = dask_scheduler_factory()
+    store.create_cluster(cluster("a", a))
+    backend = OneSlotBackend(settings)
+    loop = make_loop(backends={"local": backend})
+    async with Client(a.address, asynchronous=True) as client:
+        work = client.map(slow, range(100))
+        await wait_for_demand(loop, "a")
+        assert backend.asked == 4  # first ask: the whole fair share
+        decision = decisions(await loop.run_cycle())["a"]
+        assert (decision.allocated, decision.target) == (4, 1)
+        assert decision.reason == "unschedulable"
+        assert backend.asked == 1  # the pending, unplaceable workers are given up
+        del work

@@ -150,3 +150,17 @@ def test_targets_never_take_more_than_the_free_pool(fleet):
             assert decision.target == d.current
         if decision.target < d.current:  # never below the fair allocation in one step
             assert decision.target >= decision.allocated
+
+
+def test_a_cluster_the_platform_cannot_place_is_not_grown_further():
+    demands = [
+        Demand(spec=spec("a"), desired=8, current=2, unschedulable=True),
+        demand("b", 8, 0),
+    ]
+    result = by_name(plan(POOL, demands, now=0, damping=DAMPING))
+    assert (result["a"].allocated, result["a"].target) == (4, 2)
+    assert result["a"].reason == "unschedulable"
+    assert result["b"].target == 4
+    # it is never shrunk for it: the workers it runs stay
+    alone = plan(POOL, [Demand(spec=spec("a"), desired=8, current=6, unschedulable=True)], now=0)
+    assert alone.decisions[0].target == 6
