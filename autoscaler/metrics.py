@@ -17,7 +17,6 @@ cover every group).
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request, Response
@@ -25,8 +24,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.exc import SQLAlchemyError
 
 from autoscaler.api.deps import Credentials, SettingsDep, StoreDep, authenticate
@@ -39,22 +36,10 @@ STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
 CLUSTER_LABELS = ("cluster", "group", "tier")
 
 
-class MetricsSettings(BaseSettings):
-    """Options of ``/metrics`` (environment ``AUTOSCALER_METRICS_*``)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix="AUTOSCALER_", env_file=os.environ.get("AUTOSCALER_ENV_FILE"), extra="ignore"
-    )
-
-    metrics_auth: bool = Field(False, description="Require the admin token on /metrics.")
-
-
 class Metrics:
     """The registry of one app, and the listener that feeds it from the control loop."""
 
-    def __init__(self, store: Store, *, require_token: bool | None = None) -> None:
-        if require_token is None:
-            require_token = MetricsSettings().metrics_auth
+    def __init__(self, store: Store, *, require_token: bool = False) -> None:
         self.require_token = require_token
         self.registry = CollectorRegistry()
         self.registry.register(_StoreCollector(store))

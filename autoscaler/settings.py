@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535, description="Port the API listens on.")
     admin_token: str | None = Field(None, description="Bearer token with full rights.")
     insecure: bool = Field(False, description="Allow serving without an admin token.")
+    metrics_auth: bool = Field(False, description="Require the admin token on /metrics.")
     scheduler_url_allowlist: list[str] = Field(
         default_factory=lambda: ["*"],
         description="Host patterns (fnmatch) a scheduler_url may point to.",

@@ -85,7 +85,8 @@ def create_app(settings: Settings, store: Store, *, lifespan: Lifespan | None = 
     for module in (clusters, pool, allocations, tokens, dashboard_data):
         api.include_router(module.router)
     app.include_router(api)
-    app.state.metrics = metrics.Metrics(store)  # the loop's listener: see service.py
+    # the loop feeds it as a cycle listener: see service.py
+    app.state.metrics = metrics.Metrics(store, require_token=settings.metrics_auth)
     app.include_router(metrics.router)
     app.include_router(dashboard.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"], response_model=None)
