@@ -56,6 +56,7 @@ from backends import aurora_thrift as thrift
 from backends.aurora_thrift import ResponseCode, Status
 from backends.base import Backend, BackendOptions, ScaleResult
 from backends.registry import register
+from backends.retire import translated_http_errors
 
 log = logging.getLogger(__name__)
 
@@ -237,18 +238,10 @@ class AuroraBackend(Backend):
         seqid = next(self._seqids) % 2**31
         body = thrift.encode_message(method, thrift.CALL, seqid, args)
         headers = {"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE}
-        try:
+        with translated_http_errors(f"Aurora {method} at {url}", "Aurora", options.url):
             answer = await self.http.post(
                 url, content=body, headers=headers, timeout=REQUEST_TIMEOUT, follow_redirects=True
             )
-        except httpx.TimeoutException as exc:
-            raise TransientBackendError(f"Aurora {method} at {url} timed out") from exc
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise BackendError(f"bad Aurora URL {options.url!r}: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise TransientBackendError(f"Aurora scheduler {url} unreachable: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(f"Aurora {method} at {url} failed: {exc!r}") from exc
         status = answer.status_code
         if status != 200:
             problem = f"Aurora {method} at {url} answered HTTP {status}"

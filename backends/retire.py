@@ -18,7 +18,8 @@ Errors are translated here: timeouts, refused connections, 429 and 5xx become
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,23 @@ import httpx
 from autoscaler.errors import BackendError, TransientBackendError
 
 REQUEST_TIMEOUT = 10.0
+
+
+@contextmanager
+def translated_http_errors(action: str, peer: str, url: str) -> Iterator[None]:
+    """Turn httpx's errors during ``action`` (e.g. "POST http://h/api") into our tree."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise TransientBackendError(f"{action} timed out") from exc
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise BackendError(f"bad {peer} URL {url!r}: {exc}") from exc
+    except httpx.TransportError as exc:
+        raise TransientBackendError(f"{peer} unreachable: {action} failed: {exc!r}") from exc
+    except httpx.HTTPError as exc:
+        raise BackendError(f"{action} failed: {exc!r}") from exc
+
+
 API_HINT = (
     "enable the scheduler's HTTP API: add 'distributed.http.scheduler.api' to the config list "
     "distributed.scheduler.http.routes"
@@ -145,16 +163,8 @@ class SchedulerAPI:
     ) -> Any:
         url = self._url + path
         timeout = httpx.Timeout(self._timeout, read=read_timeout or self._timeout)
-        try:
+        with translated_http_errors(f"{method} {url}", "scheduler", self._url):
             response = await self._client.request(method, url, json=payload, timeout=timeout)
-        except httpx.TimeoutException as exc:
-            raise TransientBackendError(f"{method} {url} timed out") from exc
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise BackendError(f"bad scheduler URL {self._url!r}: {exc}") from exc
-        except httpx.TransportError as exc:
-            raise TransientBackendError(f"{method} {url} failed: {exc!r}") from exc
-        except httpx.HTTPError as exc:
-            raise BackendError(f"{method} {url} failed: {exc!r}") from exc
         try:
             response.raise_for_status()
         except httpx.HTTPStatusError as exc:
