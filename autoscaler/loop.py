@@ -134,10 +134,7 @@ class ControlLoop:
             stage("observe")
             if pool is None or not clusters:
                 report.skipped = "no pool set" if pool is None else "no clusters"
-                self.last = report
-                for listener in self.on_cycle:
-                    listener(report)
-                return report
+                return self._finish(report)
             demands = [self._demand(c, report.observations[c.name]) for c in clusters]
             result = plan(
                 pool,
@@ -152,10 +149,13 @@ class ControlLoop:
             stage("apply")
             await asyncio.to_thread(self._record, report)
             stage("record")
-            self.last = report
-            for listener in self.on_cycle:
-                listener(report)
-            return report
+            return self._finish(report)
+
+    def _finish(self, report: CycleReport) -> CycleReport:
+        self.last = report
+        for listener in self.on_cycle:
+            listener(report)
+        return report
 
     def _demand(self, cluster: ClusterSpec, observation: Observation) -> Demand:
         if observation.error is None:
