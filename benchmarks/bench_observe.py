@@ -33,7 +33,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from autoscaler.observer import Observer
+from autoscaler.observe import Observer
 from benchmarks.fleet import IDENTITY, METRICS, fake_fleet
 
 
@@ -150,7 +150,7 @@ def capture() -> None:
     """Record /metrics of a busy real scheduler and /json/identity.json of it afterwards."""
     from distributed import Client
 
-    from tests.daskproc import start_scheduler, start_worker, stop_process
+    from autoscaler.demo.processes import start_scheduler, start_worker, stop_process
 
     def get(url: str) -> bytes:
         with urllib.request.urlopen(url, timeout=10) as response:

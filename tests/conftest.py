@@ -7,7 +7,7 @@ from types import FrameType
 
 import pytest
 
-from tests.daskproc import SchedulerProcess, start_scheduler
+from autoscaler.demo.processes import SchedulerProcess, start_scheduler
 
 pytest_plugins = ["tests.db_fixtures"]
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from distributed import Client
 
+from autoscaler.demo.processes import SchedulerProcess
 from autoscaler.domain import ClusterSpec, Pool
 from autoscaler.errors import BackendError, ConfigError, TransientBackendError
 from autoscaler.loop import ControlLoop
@@ -21,7 +22,6 @@ from autoscaler.settings import Settings
 from autoscaler.store import Store
 from backends import registry
 from backends.kubernetes import KubernetesBackend, ObjectGone, RetryPolicy
-from tests.daskproc import SchedulerProcess
 from tests.kube_fixtures import (
     AUTOSCALERS,
     DASKCLUSTERS,

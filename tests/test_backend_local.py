@@ -19,12 +19,12 @@ import httpx
 import pytest
 from distributed import Client
 
+from autoscaler.demo.processes import SchedulerProcess
 from autoscaler.domain import ClusterSpec
 from autoscaler.errors import ConfigError, TransientBackendError
 from autoscaler.settings import Settings
 from backends import registry
 from backends.local import BOOT_ID, LocalBackend, WorkerRecord, _alive, _proc_stat
-from tests.daskproc import SchedulerProcess
 from tests.test_retire import FakeScheduler, fake_scheduler  # noqa: F401 - fixture
 
 MEMORY = 700_000_000

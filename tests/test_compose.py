@@ -11,8 +11,8 @@ import yaml
 from sqlalchemy import make_url
 
 from autoscaler.cli import build_parser
+from autoscaler.demo.processes import HTTP_ROUTES
 from autoscaler.settings import Settings
-from tests.daskproc import HTTP_ROUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -18,13 +18,13 @@ from distributed import Client
 from playwright.async_api import Browser, ConsoleMessage, Page, expect
 
 from autoscaler.api import create_app
+from autoscaler.demo.processes import start_worker, stop_process
 from autoscaler.domain import ClusterSpec, Decision, Pool
 from autoscaler.loop import ControlLoop
 from autoscaler.observe import Observer
 from autoscaler.settings import Settings
 from autoscaler.store import ObservationRow, Store
 from tests.browser import ARTIFACTS, chromium, screenshot, serve, sign_in
-from tests.daskproc import start_worker, stop_process
 from tests.db_fixtures import ADMIN_TOKEN
 from tests.test_loop import cluster, slow, wait_for_demand, wait_for_workers
 

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from distributed import Client
 
+from autoscaler.demo.processes import SchedulerProcess
 from autoscaler.domain import ClusterSpec, Pool
 from autoscaler.errors import BackendError, TransientBackendError
 from autoscaler.loop import ControlLoop, CycleReport
@@ -19,7 +20,6 @@ from autoscaler.settings import Settings
 from autoscaler.store import Store
 from backends.base import ScaleResult
 from backends.local import LocalBackend
-from tests.daskproc import SchedulerProcess
 
 GIB = 2**30
 

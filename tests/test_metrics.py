@@ -15,13 +15,13 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.api import create_app
+from autoscaler.demo.processes import SchedulerProcess
 from autoscaler.domain import ClusterSpec, Decision, Pool
 from autoscaler.loop import CycleReport
 from autoscaler.observe import Observation
 from autoscaler.service import create_service
 from autoscaler.settings import Settings
 from autoscaler.store import ObservationRow, Store
-from tests.daskproc import SchedulerProcess
 from tests.db_fixtures import ADMIN_TOKEN
 
 GIB = 2**30

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from distributed import Client
 
-from autoscaler.observer import Observation, Observer
-from tests.daskproc import HTTP_ROUTES, SchedulerProcess, start_worker, stop_process
+from autoscaler.demo.processes import HTTP_ROUTES, SchedulerProcess, start_worker, stop_process
+from autoscaler.observe import Observation, Observer
 
 StartWorker = Callable[..., subprocess.Popen[bytes]]
 

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 
 from autoscaler.errors import ConfigError
-from autoscaler.observer import Observation, Observer
+from autoscaler.observe import Observation, Observer
 from autoscaler.settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -13,9 +13,9 @@ import pytest
 from aiohttp import web
 from distributed import Client
 
+from autoscaler.demo.processes import SchedulerProcess, start_worker, stop_process
 from autoscaler.errors import BackendError, TransientBackendError
 from backends.retire import SchedulerAPI, SchedulerWorker, choose_retirees
-from tests.daskproc import SchedulerProcess, start_worker, stop_process
 
 
 class FakeScheduler:
