@@ -205,6 +205,7 @@ async def test_old_label_set_counts_connected_workers(
         ("dask_scheduler_desired_workers 1e9", 50),
         ("dask_scheduler_desired_workers +Inf", 50),
         ("dask_scheduler_desired_workers -3.0", 0),
+        ("dask_scheduler_desired_workers -Inf", 0),
         ("dask_scheduler_desired_workers 12.0", 12),
     ],
 )
@@ -494,7 +495,7 @@ def test_current_by_label_set() -> None:
 
 
 async def test_values_are_read_afresh_each_poll(fakes: FakeSchedulers, observer: Observer) -> None:
-    # The parser memoises each series (name and labels), never its value.
+    # The parser learns a payload's layout (its series, in order), never its values.
     url = fakes.add("moving", {"/metrics": payload(NEW_LABELS)})
     assert (await observe_one(observer, url)).tasks["queued"] == 40
     moved = NEW_LABELS.replace(b'{state="queued"} 40.0', b'{state="queued"} 41.0')

@@ -6,7 +6,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,12 +16,6 @@ from autoscaler.observe.model import WorkerUsage
 DESIRED = "dask_scheduler_desired_workers"
 WORKERS = "dask_scheduler_workers"
 TASKS = "dask_scheduler_tasks"
-
-_FAMILIES = (DESIRED.encode(), WORKERS.encode(), TASKS.encode())
-
-# A parsed sample line: (metric name, "state" label or None, value).
-Sample = tuple[str, str | None, float]
-
 
 # /json/counts.json keys that are task counts, and the task state each one stands for.
 _COUNTS_TASK_STATES = {
@@ -34,9 +28,8 @@ _COUNTS_TASK_STATES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class SchedulerState:
-    """The part of one poll the loop needs."""
+class SchedulerState(NamedTuple):
+    """The part of one poll the loop needs (a named tuple: built thousands of times a cycle)."""
 
     desired: int | None  # clamped; None when the scheduler does not report it
     workers: dict[str, int]
@@ -48,7 +41,7 @@ def clamp_desired(value: float, max_desired: int) -> int:
         raise ObserveError("desired workers is NaN")
     if value >= max_desired:
         return max_desired
-    return max(0, int(value))
+    return int(value) if value > 0 else 0  # -inf too
 
 
 def _count(value: float, what: str) -> int:
@@ -63,59 +56,164 @@ def _run_patterns(name: bytes) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
     return re.compile(run), re.compile(rb"\n(" + run + rb")")
 
 
-_RUNS = tuple((name.decode(), *_run_patterns(name)) for name in _FAMILIES)
+_RUNS = tuple((family, *_run_patterns(family.encode())) for family in (DESIRED, WORKERS, TASKS))
+# A value in a layout: a count as prometheus_client writes it ("76.0"). Anything else (NaN, a
+# fraction, a sign) makes the payload be read exactly, which accepts or refuses it.
+_VALUE = rb"(\d+)(?:\.0)?(?:\n|\Z)"
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """The sample lines of one family, as read exactly."""
+
+    family: str
+    start: int
+    lines: list[bytes]
+    states: list[str | None]
+    plain: bool  # every line is "series value", with float(value) the parser's value
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """One family's sample lines in a layout: the start of the first line (with the "\n"
+    before it), and all lines, each value a group, up to the end of the family."""
+
+    needle: bytes
+    pattern: re.Pattern[bytes]
+    starts: tuple[bytes, bytes]  # how the family's lines start
+
+    @classmethod
+    def of(cls, run: _Run) -> _Segment:
+        lines = [re.escape(line[: line.rindex(b" ") + 1]) + _VALUE for line in run.lines]
+        name = run.family.encode()
+        ends = rb"(?!" + re.escape(name) + rb"[ {])"
+        first = run.lines[0]
+        return cls(
+            needle=b"\n" + first[: first.rindex(b" ") + 1],
+            pattern=re.compile(b"".join(lines) + ends),
+            starts=(name + b" ", name + b"{"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """Where the families' sample lines sit in a payload, learned from one read exactly.
+
+    Each family is a `_Segment`, in payload order; a family the payload lacked must still
+    be missing. Of the values read, ``desired`` is the index of desired workers; ``workers``
+    and ``tasks`` are slices, with the state of each. For any payload in the text format
+    (each family's lines in one group), reading by layout gives what reading exactly gives,
+    or None (tests/test_parse.py).
+    """
+
+    segments: tuple[_Segment, ...]
+    absent: tuple[tuple[re.Pattern[bytes], re.Pattern[bytes]], ...]  # families it lacks
+    desired: int | None
+    workers: tuple[slice, tuple[str, ...]]
+    tasks: tuple[slice, tuple[str, ...]]
+
+    @classmethod
+    def learn(cls, runs: list[_Run]) -> _Layout | None:
+        """The layout of these runs; None when a line is not plain or lacks its state."""
+        runs = sorted(runs, key=lambda run: run.start)
+        slots: dict[str, tuple[slice, tuple[str, ...]]] = {}
+        count = 0
+        for run in runs:
+            states = tuple(state for state in run.states if state is not None)
+            if not run.plain or (run.family != DESIRED and len(states) < len(run.states)):
+                return None
+            slots[run.family] = slice(count, count + len(run.lines)), states
+            count += len(run.lines)
+        desired = slots.get(DESIRED)
+        return cls(
+            segments=tuple(_Segment.of(run) for run in runs),
+            absent=tuple(patterns for family, *patterns in _RUNS if family not in slots),
+            desired=None if desired is None else desired[0].stop - 1,
+            workers=slots[WORKERS],
+            tasks=slots.get(TASKS, (slice(0), ())),
+        )
+
+    def read(self, body: bytes, max_desired: int) -> SchedulerState | None:
+        """The payload's state if it is laid out so, else None."""
+        found: list[bytes] = []
+        end = 0
+        for segment in self.segments:
+            # bytes.find skips to the line at C speed; the match reads it and what follows
+            if end == 0 and body.startswith(segment.needle[1:]):
+                at = 0
+            else:
+                at = body.find(segment.needle, end - 1 if end else 0) + 1
+                if at == 0 or body.startswith(segment.starts, body.rfind(b"\n", 0, at - 1) + 1):
+                    return None  # not there, or the family's lines begin earlier
+            match = segment.pattern.match(body, at)
+            if match is None:
+                return None
+            found += match.groups()
+            end = match.end()
+        for at_start, after_newline in self.absent:
+            if at_start.match(body) or after_newline.search(body):
+                return None
+        values = list(map(int, found))
+        (worker_slice, worker_states), (task_slice, task_states) = self.workers, self.tasks
+        return SchedulerState(
+            desired=None if self.desired is None else min(values[self.desired], max_desired),
+            workers=dict(zip(worker_states, values[worker_slice], strict=True)),
+            tasks=dict(zip(task_states, values[task_slice], strict=True)),
+        )
+
+
+def _parse_line(line: bytes) -> tuple[str | None, float, bool]:
+    """A sample line's "state" label and value, and whether it is plain: "series value",
+    with ``float()`` of the value's text giving the parser's value."""
+    try:
+        sample = next(iter(text_string_to_metric_families(line.decode()))).samples[0]
+    except (ValueError, IndexError, StopIteration, UnicodeDecodeError) as exc:
+        raise ObserveError(f"unparseable /metrics line {line[:80]!r}: {exc}") from exc
+    try:
+        plain = sample.timestamp is None and float(line.rpartition(b" ")[2]) == sample.value
+    except ValueError:
+        plain = False
+    return sample.labels.get("state"), sample.value, plain
 
 
 class MetricsParser:
-    """Parse /metrics payloads with prometheus_client's parser, each series once.
+    """Read /metrics payloads: exactly at first, then by the layout learned from that.
 
-    The parser costs ~10 us per labelled line (~2 ms for a whole busy payload), and the
-    series of the three families are few and the same everywhere
-    (``dask_scheduler_workers{state="paused"}``...). So the first line of each series goes
-    through prometheus_client's parser, which gives its name and ``state`` label; when the
-    parsed value equals the text after the line's last blank read with ``float()`` (what the
-    parser does for a value without a timestamp), the series is memoised and its later lines
-    only have their value read. Lines of any other shape are parsed whole every time.
+    Only the sample lines of the three families are read. prometheus_client's parser costs
+    ~10 us per line; and a scheduler's payload keeps its layout poll after poll: the same
+    series (``dask_scheduler_workers{state="idle"}``...) in the same order, only the values
+    change. So an unknown payload is read exactly, each line through prometheus_client's
+    parser, and its layout is learned: one regular expression of those lines with each value
+    a group, matched at the first line (found with ``bytes.find``), which reads all values in
+    one call. A payload that does not match a known layout (lines added or moved, a
+    timestamp, a value that is not a count) is read exactly, which also says what is wrong.
     """
 
-    def __init__(self, *, max_desired: int, memo_size: int = 10_000) -> None:
+    def __init__(self, *, max_desired: int, max_layouts: int = 16) -> None:
         self.max_desired = max_desired
-        self.memo_size = memo_size
-        self._states: dict[bytes, str | None] = {}  # series -> its "state" label
-
-    @staticmethod
-    def _parse_line(line: bytes) -> Sample:
-        try:
-            sample = next(iter(text_string_to_metric_families(line.decode()))).samples[0]
-        except (ValueError, IndexError, StopIteration, UnicodeDecodeError) as exc:
-            raise ObserveError(f"unparseable /metrics line {line[:80]!r}: {exc}") from exc
-        return sample.name, sample.labels.get("state"), sample.value
-
-    def _learn(self, family: str, line: bytes, series: bytes, text: bytes) -> Sample:
-        name, state, value = self._parse_line(line)
-        try:
-            same = float(text) == value or (math.isnan(value) and math.isnan(float(text)))
-        except ValueError:
-            same = False
-        if same and name == family:
-            if len(self._states) >= self.memo_size:
-                self._states.clear()
-            self._states[series] = state
-        return name, state, value
+        self.max_layouts = max_layouts
+        self._layouts: list[_Layout] = []  # most recently learned first
 
     def parse(self, body: bytes) -> SchedulerState:
-        """Read desired workers, workers and tasks by state from a /metrics payload.
+        """Read desired workers, workers and tasks by state from a /metrics payload."""
+        for layout in self._layouts:
+            state = layout.read(body, self.max_desired)
+            if state is not None:
+                return state
+        return self._parse_exactly(body)
 
-        Only the sample lines of the three families are read. The text format keeps all
-        lines of a family together, so a family is one run of lines starting with its name
-        followed by "{" or a blank (which leaves out HELP/TYPE lines and
-        dask_scheduler_workers_added_total): one regular expression per family finds it. A
-        busy scheduler's payload has ~160 lines; the three families, ~13.
+    def _parse_exactly(self, body: bytes) -> SchedulerState:
+        """Every sample line of the three families through prometheus_client's parser.
+
+        The text format keeps all lines of a family together, so a family is one run of
+        lines starting with its name followed by "{" or a blank (which leaves out HELP/TYPE
+        lines and dask_scheduler_workers_added_total): one regular expression per family
+        finds it. A busy scheduler's payload has ~160 lines; the three families, ~13.
         """
         desired: float | None = None
         workers: dict[str, int] = {}
         tasks: dict[str, int] = {}
-        memo = self._states
+        runs: list[_Run] = []
         pos = 0  # Dask writes the families in this order: look after the previous one first
         for family, at_start, after_newline in _RUNS:
             match = (
@@ -127,27 +225,24 @@ class MetricsParser:
                 continue
             pos = match.end() - 1
             into = workers if family == WORKERS else tasks
-            for line in match.group(match.re.groups).splitlines():
-                series, _, text = line.rpartition(b" ")
-                if series in memo:
-                    state = memo[series]
-                    try:
-                        value = float(text)
-                    except ValueError as exc:
-                        raise ObserveError(f"unparseable /metrics line {line[:80]!r}") from exc
-                else:
-                    name, state, value = self._learn(family, line, series, text)
-                    if name != family:
-                        continue
+            lines = match.group(match.re.groups).splitlines()
+            parsed = [_parse_line(line) for line in lines]
+            for state, value, _ in parsed:
                 if family == DESIRED:
                     desired = value
                 elif state is not None:
                     if not 0 <= value < math.inf:  # NaN too
                         raise ObserveError(f"{family}{{state={state!r}}} is not a count: {value}")
                     into[state] = int(value)
+            states = [state for state, _, _ in parsed]
+            plain = all(plain for _, _, plain in parsed)
+            runs.append(_Run(family, match.start(match.re.groups), lines, states, plain))
         if not workers:
             raise ObserveError(f"/metrics has no {WORKERS}: not a Dask scheduler?")
         clamped = None if desired is None else clamp_desired(desired, self.max_desired)
+        layout = _Layout.learn(runs)
+        if layout is not None:
+            self._layouts = [layout, *self._layouts[: self.max_layouts - 1]]
         return SchedulerState(desired=clamped, workers=workers, tasks=tasks)
 
 
