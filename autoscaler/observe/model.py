@@ -20,9 +20,12 @@ class WorkerUsage:
     memory: int
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Observation:
-    """One cluster as seen by one poll of its scheduler.
+    """One cluster as seen by one poll of its scheduler; read-only by convention.
+
+    Not ``frozen``: a frozen dataclass sets each field through ``object.__setattr__``, which
+    made building one cost 1.6 us instead of 0.4 us, thousands of times per cycle.
 
     A failed poll has ``error`` set, ``desired`` None, empty ``workers`` and ``tasks``, and
     keeps the last known ``usage``. After ``stale_after`` failures in a row it is ``stale``:
