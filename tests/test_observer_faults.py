@@ -18,6 +18,7 @@ from aiohttp import web
 
 from autoscaler.errors import ConfigError
 from autoscaler.observe import Observation, Observer
+from autoscaler.observe.observer import READ_BATCH
 from autoscaler.settings import Settings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -451,6 +452,41 @@ async def test_observe_never_raises_and_keys_every_cluster(
     assert list(results) == [name for name, _ in targets]
     assert results["ok"].error is None
     assert all(results[name].error for name, _ in targets[1:])
+
+
+async def test_each_answer_is_read_into_its_own_cluster_across_read_batches(
+    fakes: FakeSchedulers,
+) -> None:
+    # Bodies are parsed READ_BATCH at a time: over several batches, with garbage, a 404
+    # (counts.json fallback) and refusals in between, every cluster gets its own numbers.
+    n = 3 * READ_BATCH + 5
+    targets = []
+    for i in range(n):
+        if i % 17 == 0:
+            routes = {"/metrics": payload(b"not metrics")}
+        elif i % 23 == 0:
+            counts = json.dumps({"workers": i, "idle": 0, "saturated": 0, "desired_workers": 1})
+            routes = {"/json/counts.json": payload(counts.encode(), "application/json")}
+        else:
+            body = metrics_with(f"dask_scheduler_desired_workers {i}.0").replace(
+                b'{state="queued"} 40.0', b'{state="queued"} %d.0' % (1000 + i)
+            )
+            routes = {"/metrics": payload(body)}
+        targets.append((f"c{i}", fakes.add(f"s{i}", routes)))
+    targets.append(("refused", f"http://127.0.0.1:{free_port()}"))
+    async with Observer(concurrency=8, max_desired=10_000, usage_interval=3600) as observer:
+        for _ in range(2):  # the first cycle reads exactly, the second by layout
+            results = await observer.observe(targets)
+            assert list(results) == [name for name, _ in targets]
+            for i in range(n):
+                o = results[f"c{i}"]
+                if i % 17 == 0:
+                    assert o.error is not None and o.desired is None
+                elif i % 23 == 0:
+                    assert (o.source, o.workers["connected"], o.desired) == ("counts", i, 1)
+                else:
+                    assert (o.source, o.desired, o.tasks["queued"]) == ("metrics", i, 1000 + i)
+            assert results["refused"].error is not None
 
 
 async def test_a_name_given_twice_is_polled_once_at_its_last_url(
