@@ -5,15 +5,21 @@ Run: ``.venv/bin/python -m benchmarks.bench_observe`` (``--help`` for options).
 The fleet (benchmarks/fleet.py) is one aiohttp process on loopback, one port per scheduler,
 serving the /metrics payload captured from a busy real scheduler (benchmarks/data/, see
 the header of scheduler_metrics.txt; ``--capture`` redoes it), with sample values varied per
-scheduler and per request. For each N it prints medians of alternate runs in the same
-process: the wall time of a steady cycle (``Observer.observe``: GET, size cap, family scan,
-parse, Observation; usage not due), the wall time of bare GETs + reads of the same URLs at
-the same concurrency through a plain aiohttp session with the same connection limit and
-timeout (URLs as strings, and parsed beforehand as the observer does), the ratios, and the
-CPU time of this process for both (steadier than wall time on a shared machine); plus the
-first cycle, which also opens the connections and polls /json/identity.json everywhere.
-``--compare-transports`` times aiohttp against httpx with the aiohttp transport;
-``--gc-freeze`` calls gc.freeze() once the connections are open.
+scheduler and per request, so no two answers are alike.
+
+Two client processes poll that fleet, each with its own connections and its own heap, as a
+service would: one runs ``Observer.observe`` (GET, size cap, parse, Observation; usage not
+due), the other bare GETs + reads of the same URLs at the same concurrency through a plain
+aiohttp session with the same connection limit and timeout. Both open their connections
+first (the observer's first cycle, which also polls /json/identity.json everywhere, is
+reported apart); then they take turns, one cycle each, in ABBA order, so both see the same
+machine; this is done by ``--rounds`` pairs of fresh processes, as one process can run a
+few percent faster or slower than the next. For each N it prints the mean wall time of a
+cycle (the collector's pauses included, as they come), their ratio, the median of the
+ratios of neighbouring cycles, the mean CPU time of each client and its time in the
+garbage collector.
+``--compare-transports`` times aiohttp against httpx with the aiohttp transport, in one
+process.
 """
 
 from __future__ import annotations
@@ -23,10 +29,13 @@ import asyncio
 import gc
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,58 +71,113 @@ async def timed(run: Callable[[], Awaitable[object]]) -> float:
     return time.perf_counter() - start
 
 
-async def timed_both(run: Callable[[], Awaitable[object]]) -> tuple[float, float]:
-    """Wall time, and CPU time of this process (steadier on a machine shared with others)."""
-    start, cpu = time.perf_counter(), time.process_time()
-    await run()
-    return time.perf_counter() - start, time.process_time() - cpu
+async def client(kind: str, urls: list[str], concurrency: int) -> None:
+    """Serve cycles of one kind ("observe" or "bare"): first one that opens the connections
+    (prints its wall time), then one per line on stdin (prints ``[wall, cpu, gc]`` in
+    seconds) until an empty line."""
+    if kind == "observe":
+        targets = [(f"c{i}", url) for i, url in enumerate(urls)]
+        async with Observer(concurrency=concurrency, timeout=10.0, usage_interval=3600.0) as obs:
+
+            async def observe() -> None:
+                results = await obs.observe(targets)
+                failed = [o.error for o in results.values() if o.error]
+                if failed:
+                    raise RuntimeError(f"{len(failed)} polls failed, e.g. {failed[0]}")
+
+            await serve_cycles(observe)
+    else:
+        metrics_urls = [url + "/metrics" for url in urls]
+        async with aiohttp_session(concurrency, 10.0) as session:
+
+            async def bare_get(url: str) -> bytes:
+                async with session.get(url) as response:
+                    response.raise_for_status()
+                    return await response.read()
+
+            await serve_cycles(lambda: drain(metrics_urls, concurrency, bare_get))
 
 
-async def bench_fleet(
-    urls: list[str], concurrency: int, repeat: int, freeze: bool = False
-) -> dict[str, float]:
-    """Medians of alternate runs: wall and client CPU time of observe and of bare GETs.
+async def serve_cycles(run: Callable[[], Awaitable[object]]) -> None:
+    collecting = [0.0, 0.0]  # time in the collector, start of the current pause
 
-    Two baselines: GETs of the URL strings (what plain aiohttp code does), and GETs of URLs
-    parsed beforehand (the observer parses each scheduler's URL once, which saves ~10%).
-    """
-    targets = [(f"c{i}", url) for i, url in enumerate(urls)]
-    metrics_urls = [url + "/metrics" for url in urls]
-    parsed_urls = [URL(url) for url in metrics_urls]
-    observer = Observer(concurrency=concurrency, timeout=10.0, usage_interval=3600.0)
-    async with observer, aiohttp_session(concurrency, 10.0) as session:
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            collecting[1] = time.perf_counter()
+        else:
+            collecting[0] += time.perf_counter() - collecting[1]
 
-        async def bare_get(url: str | URL) -> bytes:
-            async with session.get(url) as response:
-                response.raise_for_status()
-                return await response.read()
+    gc.callbacks.append(on_gc)
+    loop = asyncio.get_running_loop()
+    print(json.dumps(await timed(run)), flush=True)
+    while (await loop.run_in_executor(None, sys.stdin.readline)).strip():
+        collecting[0] = 0.0
+        start, cpu = time.perf_counter(), time.process_time()
+        await run()
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+        print(json.dumps([wall, cpu, collecting[0]]), flush=True)
 
-        async def bare() -> None:
-            await drain(metrics_urls, concurrency, bare_get)
 
-        async def bare_parsed() -> None:
-            await drain(parsed_urls, concurrency, bare_get)
+@contextmanager
+def clients(urls: list[str], concurrency: int) -> Iterator[dict[str, subprocess.Popen[str]]]:
+    """Start an "observe" and a "bare" client process; end them by pid."""
+    with tempfile.TemporaryDirectory() as workdir:
+        url_file = Path(workdir) / "urls.json"
+        url_file.write_text(json.dumps(urls))
+        started: dict[str, subprocess.Popen[str]] = {}
+        try:
+            for kind in ("observe", "bare"):
+                command = [sys.executable, "-m", "benchmarks.bench_observe", "--client", kind]
+                command += ["--urls", str(url_file), "--concurrency", str(concurrency)]
+                started[kind] = subprocess.Popen(
+                    command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+                )
+            yield started
+        finally:
+            for process in started.values():
+                if process.poll() is None:
+                    process.kill()
+                process.wait()
+                for stream in (process.stdin, process.stdout):
+                    if stream is not None:
+                        stream.close()
 
-        async def observe() -> None:
-            results = await observer.observe(targets)
-            failed = [o.error for o in results.values() if o.error]
-            if failed:
-                raise RuntimeError(f"{len(failed)} polls failed, e.g. {failed[0]}")
 
-        first = await timed(observe)
-        await bare()  # open the bare session's connections too
-        if freeze:  # move what exists now (connections...) out of the collector's sight
-            gc.freeze()
-        runs = {"bare": bare, "bare_parsed": bare_parsed, "observe": observe}
-        times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
-        for _ in range(repeat):
-            for name, run in runs.items():
-                times[name].append(await timed_both(run))
-    result = {"first": first}
-    for name, measured in times.items():
-        result[name] = statistics.median(wall for wall, _ in measured)
-        result[name + "_cpu"] = statistics.median(cpu for _, cpu in measured)
+def bench_fleet(urls: list[str], concurrency: int, cycles: int, rounds: int) -> dict[str, float]:
+    """``rounds`` pairs of fresh clients (a process's speed varies with its memory layout),
+    each pair alternating ``cycles`` cycles (ABBA); means, and the median paired ratio."""
+    firsts: list[float] = []
+    times: dict[str, list[list[float]]] = {"observe": [], "bare": []}
+    for _ in range(rounds):
+        with clients(urls, concurrency) as started:
+            firsts.append(json.loads(_line(started["observe"])))
+            _line(started["bare"])
+            for i in range(cycles):
+                for kind in ("observe", "bare") if i % 2 == 0 else ("bare", "observe"):
+                    process = started[kind]
+                    assert process.stdin is not None
+                    process.stdin.write("go\n")
+                    process.stdin.flush()
+                    times[kind].append(json.loads(_line(process)))
+            for process in started.values():
+                assert process.stdin is not None
+                process.stdin.write("\n")
+                process.stdin.flush()
+    result = {"first": statistics.mean(firsts)}
+    for kind, measured in times.items():
+        for index, name in enumerate(("", "_cpu", "_gc")):
+            result[kind + name] = statistics.mean(m[index] for m in measured)
+    pairs = zip(times["observe"], times["bare"], strict=True)
+    result["paired"] = statistics.median(o[0] / b[0] for o, b in pairs)
     return result
+
+
+def _line(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"benchmark client exited with {process.wait()}")
+    return line
 
 
 async def compare_transports(urls: list[str], concurrency: int, repeat: int) -> None:
@@ -202,25 +266,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[500, 2000])
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--cycles", type=int, default=20, help="timed cycles of each client")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of fresh client processes")
+    parser.add_argument("--repeat", type=int, default=5, help="with --compare-transports")
     parser.add_argument("--ports", type=int, default=0, help="shared ports (0: one each)")
     parser.add_argument("--static", action="store_true", help="same payload everywhere")
     parser.add_argument("--capture", action="store_true", help="re-capture the payload")
     parser.add_argument("--compare-transports", action="store_true")
-    parser.add_argument(
-        "--gc-freeze", action="store_true", help="gc.freeze() once the connections are open"
-    )
+    parser.add_argument("--client", choices=["observe", "bare"], help=argparse.SUPPRESS)
+    parser.add_argument("--urls", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.client:
+        asyncio.run(client(args.client, json.loads(args.urls.read_text()), args.concurrency))
+        return
     if args.capture:
         capture()
         return
     size = len(METRICS.read_bytes())
     print(f"payload {METRICS.name} ({size} bytes), {args.concurrency} in flight, ", end="")
-    print(f"median of {args.repeat} alternate runs; wall time, and CPU time of the client")
-    head = "{:>6} | {:>8} | {:>8} {:>6} | {:>8} {:>6} | {:>8} {:>8} {:>6} | {:>9}"
+    print(f"{args.rounds} pairs of clients, {args.cycles} alternate cycles each; means, seconds")
+    head = "{:>6} | {:>8} {:>8} {:>6} {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>9}"
     titles = [
-        ("", "observe", "bare GET", "", "parsed", "URLs", "client", "CPU", "", "1st"),
-        ("N", "wall", "wall", "ratio", "wall", "ratio", "observe", "bare", "ratio", "cycle"),
+        ("", "observe", "bare GET", "", "paired", "CPU", "", "GC", "", "observe"),
+        ("N", "wall", "wall", "ratio", "ratio", "observe", "bare", "observe", "bare", "1st cycle"),
     ]
     for title in [] if args.compare_transports else titles:
         print(head.format(*title))
@@ -229,17 +297,16 @@ def main() -> None:
             if args.compare_transports:
                 asyncio.run(compare_transports(urls, args.concurrency, args.repeat))
                 continue
-            r = asyncio.run(bench_fleet(urls, args.concurrency, args.repeat, args.gc_freeze))
-            gc.unfreeze()
+            r = bench_fleet(urls, args.concurrency, args.cycles, args.rounds)
         cells = [
             f"{r['observe']:.3f} s",
             f"{r['bare']:.3f} s",
             f"{r['observe'] / r['bare']:.2f}x",
-            f"{r['bare_parsed']:.3f} s",
-            f"{r['observe'] / r['bare_parsed']:.2f}x",
+            f"{r['paired']:.2f}x",
             f"{r['observe_cpu']:.3f} s",
             f"{r['bare_cpu']:.3f} s",
-            f"{r['observe_cpu'] / r['bare_cpu']:.2f}x",
+            f"{r['observe_gc']:.3f} s",
+            f"{r['bare_gc']:.3f} s",
             f"{r['first']:.3f} s",
         ]
         print(head.format(n, *cells))
