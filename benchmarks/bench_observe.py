@@ -283,8 +283,11 @@ def main() -> None:
         capture()
         return
     size = len(METRICS.read_bytes())
-    print(f"payload {METRICS.name} ({size} bytes), {args.concurrency} in flight, ", end="")
-    print(f"{args.rounds} pairs of clients, {args.cycles} alternate cycles each; means, seconds")
+    print(f"payload {METRICS.name} ({size} bytes), {args.concurrency} in flight", end="")
+    if not args.compare_transports:
+        print(f"; {args.rounds} pairs of clients, {args.cycles} alternate cycles each", end="")
+        print("; means, seconds", end="")
+    print()
     head = "{:>6} | {:>8} {:>8} {:>6} {:>7} | {:>8} {:>8} | {:>8} {:>8} | {:>9}"
     titles = [
         ("", "observe", "bare GET", "", "paired", "CPU", "", "GC", "", "observe"),
