@@ -84,13 +84,12 @@ class _Segment:
 
     @classmethod
     def of(cls, run: _Run) -> _Segment:
-        lines = [re.escape(line[: line.rindex(b" ") + 1]) + _VALUE for line in run.lines]
+        series = [line[: line.rindex(b" ") + 1] for line in run.lines]  # each with its blank
         name = run.family.encode()
         ends = rb"(?!" + re.escape(name) + rb"[ {])"
-        first = run.lines[0]
         return cls(
-            needle=b"\n" + first[: first.rindex(b" ") + 1],
-            pattern=re.compile(b"".join(lines) + ends),
+            needle=b"\n" + series[0],
+            pattern=re.compile(b"".join(re.escape(s) + _VALUE for s in series) + ends),
             starts=(name + b" ", name + b"{"),
         )
 
@@ -244,11 +243,6 @@ class MetricsParser:
         if layout is not None:
             self._layouts = [layout, *self._layouts[: self.max_layouts - 1]]
         return SchedulerState(desired=clamped, workers=workers, tasks=tasks)
-
-
-def parse_metrics(body: bytes, *, max_desired: int) -> SchedulerState:
-    """Parse one /metrics payload (no memo across calls)."""
-    return MetricsParser(max_desired=max_desired).parse(body)
 
 
 def _load_json_object(body: bytes, path: str) -> dict[str, Any]:
