@@ -198,14 +198,14 @@ async def test_a_dead_scheduler_stops_nothing_and_scales_nobody_down(
     ):
         work = [client_a.map(slower, range(500)), client_b.map(slower, range(500))]
         loop.start()
+
         # b is stopped only once the loop has seen both at 2: a stale cluster is held at
         # the size last seen, which may be 3 while a preempted worker still retires
-        await wait_for(
-            lambda: {(d.target, d.current) for d in loop.last.decisions} == {(2, 2)}
-            if loop.last
-            else False,
-            state=lambda: loop.last,
-        )
+        def both_at_two() -> bool:
+            seen = loop.last.decisions if loop.last else []
+            return {(d.target, d.current) for d in seen} == {(2, 2)}
+
+        await wait_for(both_at_two, state=lambda: loop.last)
         await wait_for_workers(a, 2)
         b.stop()
         died_at = time.time()
