@@ -230,9 +230,7 @@ class MetricsParser:
                 if family == DESIRED:
                     desired = value
                 elif state is not None:
-                    if not 0 <= value < math.inf:  # NaN too
-                        raise ObserveError(f"{family}{{state={state!r}}} is not a count: {value}")
-                    into[state] = int(value)
+                    into[state] = _count(value, f"{family}{{state={state!r}}}")
             states = [state for state, _, _ in parsed]
             plain = all(plain for _, _, plain in parsed)
             runs.append(_Run(family, match.start(match.re.groups), lines, states, plain))
