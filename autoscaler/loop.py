@@ -94,10 +94,12 @@ class ControlLoop:
 
     async def stop(self, *, shutdown_backends: bool = True) -> None:
         """Stop scheduling cycles, wait for the running one, then release the backends."""
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        scheduler, self._scheduler = self._scheduler, None
+        if scheduler is not None:
+            scheduler.pause()  # shutdown() alone would cancel the running cycle mid-scale
         async with self._cycle_lock:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)  # cancels only a cycle waiting for the lock
             for backend in self._backends.values():
                 try:
                     await (backend.shutdown() if shutdown_backends else backend.close())
